@@ -1,0 +1,5 @@
+//! TEMPORARY: audit API.
+use axum::Router;
+pub fn routes() -> Router<crate::state::AppState> {
+    Router::new()
+}

@@ -1,0 +1,59 @@
+//! Postgres connection pool, database creation and the embedded migrations.
+
+use std::{str::FromStr, time::Duration};
+
+use sqlx::{
+    migrate::MigrateDatabase,
+    postgres::{PgConnectOptions, PgPoolOptions},
+    PgPool, Postgres,
+};
+
+use crate::config::Config;
+
+/// The migrations in `migrations/`, compiled into the binary.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Creates the database if it does not exist and applies the migrations.
+pub async fn prepare(config: &Config) -> anyhow::Result<PgPool> {
+    let url = config.database_url.expose();
+    if !Postgres::database_exists(url).await.map_err(redact)? {
+        tracing::info!("creating database");
+        if let Err(e) = Postgres::create_database(url).await {
+            // Another replica may have created it in the meantime.
+            if !Postgres::database_exists(url).await.map_err(redact)? {
+                return Err(redact(e));
+            }
+        }
+    }
+    let pool = connect(config)?;
+    MIGRATOR
+        .run(&pool)
+        .await
+        .map_err(|e| anyhow::anyhow!("applying migrations: {e}"))?;
+    Ok(pool)
+}
+
+/// A lazily connecting pool sized and time-boxed from the config. Acquiring a connection
+/// never waits longer than the reply budget allows, so a dead Postgres becomes a fast 503.
+pub fn connect(config: &Config) -> anyhow::Result<PgPool> {
+    let options = PgConnectOptions::from_str(config.database_url.expose())
+        .map_err(|_| anyhow::anyhow!("invalid setting DATABASE_URL: not a valid Postgres URL"))?
+        .application_name("teams-bridge");
+    let acquire = config.reply_budget.mul_f32(0.5).min(Duration::from_secs(2));
+    Ok(PgPoolOptions::new()
+        .max_connections(config.database_pool_size)
+        .min_connections(1)
+        .acquire_timeout(acquire)
+        .connect_lazy_with(options))
+}
+
+/// sqlx errors can quote the connection URL; keep only the kind of failure.
+fn redact(e: sqlx::Error) -> anyhow::Error {
+    let msg = match &e {
+        sqlx::Error::Database(db) => db.message().to_string(),
+        sqlx::Error::Io(io) => format!("cannot reach Postgres: {io}"),
+        sqlx::Error::Configuration(_) => "invalid setting DATABASE_URL".to_string(),
+        other => other.to_string(),
+    };
+    anyhow::anyhow!("database: {msg}")
+}

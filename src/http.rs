@@ -1,0 +1,93 @@
+//! The HTTP surface: routes, health, readiness and metrics.
+
+use axum::{
+    extract::{DefaultBodyLimit, State},
+    http::{header, StatusCode},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+    Json, Router,
+};
+use serde_json::json;
+
+use crate::{receiver, state::AppState};
+
+/// All routes. Tests drive this without a socket.
+pub fn router(state: AppState) -> Router {
+    let limit = state.config.body_limit;
+    Router::new()
+        .route(
+            "/webhooks/{name}",
+            post(receiver::receive).layer(DefaultBodyLimit::max(limit)),
+        )
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .merge(crate::api::routes())
+        .with_state(state)
+}
+
+/// The process is alive and serving HTTP.
+async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+/// Ready to take webhooks: Postgres answers, NATS is connected, the stream exists and the
+/// outbox is not falling behind. 503 with the list of problems otherwise.
+async fn readyz(State(state): State<AppState>) -> Response {
+    let mut problems: Vec<String> = Vec::new();
+    let backlog: Result<(i64, Option<f64>), _> = sqlx::query_as(
+        "select count(*), extract(epoch from now() - min(created_at))::float8 from outbox",
+    )
+    .fetch_one(&state.pool)
+    .await;
+    let (backlog, oldest) = match backlog {
+        Ok((n, age)) => (Some(n), age),
+        Err(e) => {
+            problems.push(format!("postgres: {}", short(&e.to_string())));
+            (None, None)
+        }
+    };
+    if let (Some(n), Some(age)) = (backlog, oldest) {
+        metrics::gauge!("teams_bridge_outbox_backlog").set(n as f64);
+        metrics::gauge!("teams_bridge_outbox_oldest_seconds").set(age);
+        if age > state.config.ready_max_outbox_age.as_secs_f64() {
+            problems.push(format!(
+                "outbox: oldest unpublished entry is {age:.0} s old"
+            ));
+        }
+    } else if backlog.is_some() {
+        metrics::gauge!("teams_bridge_outbox_backlog").set(0.0);
+        metrics::gauge!("teams_bridge_outbox_oldest_seconds").set(0.0);
+    }
+    let nats = state.nats.connection_state();
+    if nats != async_nats::connection::State::Connected {
+        problems.push(format!("nats: {nats}"));
+    } else if let Err(e) = state.js.get_stream_no_info(&state.config.stream_name).await {
+        problems.push(format!("stream {}: {e}", state.config.stream_name));
+    }
+    let body = json!({
+        "status": if problems.is_empty() { "ready" } else { "not_ready" },
+        "problems": problems,
+        "outbox_backlog": backlog,
+        "outbox_oldest_seconds": oldest,
+    });
+    let status = if problems.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body)).into_response()
+}
+
+fn short(s: &str) -> String {
+    s.chars().take(200).collect()
+}
+
+/// Prometheus text exposition.
+async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+        .into_response()
+}

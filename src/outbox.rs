@@ -1,0 +1,287 @@
+//! The outbox relay: publishes every committed activity to JetStream exactly once.
+//!
+//! Each step claims a batch of outbox rows with `FOR UPDATE SKIP LOCKED` (so several relays
+//! can run side by side without taking the same rows), publishes them all before waiting for
+//! any ack (pipelined), then deletes the rows JetStream acknowledged and records the error on
+//! the rest, all in the claiming transaction. A crash anywhere leaves the rows in the outbox:
+//! they are published again, and JetStream's `Nats-Msg-Id` de-duplication (a duplicate ack
+//! counts as delivered) keeps the stream at one message per activity.
+
+use std::{sync::Arc, time::Duration};
+
+use async_nats::jetstream::{self, message::PublishMessage};
+use chrono::{DateTime, Utc};
+use futures::future::join_all;
+use sqlx::PgPool;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::event::{self, Outgoing};
+
+/// Where and how the relay publishes.
+#[derive(Clone)]
+pub struct Relay {
+    /// Postgres, the source of truth.
+    pub pool: PgPool,
+    /// JetStream.
+    pub js: jetstream::Context,
+    /// Subject prefix (`teams`).
+    pub subject_prefix: String,
+    /// Most rows per step.
+    pub batch_size: i64,
+}
+
+/// What one step did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// This many rows were acknowledged by JetStream (and this many failed).
+    Published { acked: usize, failed: usize },
+    /// Nothing to do.
+    Idle,
+}
+
+/// Why a step failed as a whole; all are transient.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    /// Postgres could not be read or written.
+    #[error("outbox database error: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+const CLAIM: &str = r#"
+select o.event_id, a.webhook, a.activity_type, a.conversation_id,
+       coalesce(a.activity_timestamp, a.received_at) as time, a.traceparent, a.raw
+from outbox o join activities a using (event_id)
+order by o.created_at, o.event_id
+limit $1
+for update of o skip locked
+"#;
+
+type Row = (
+    Uuid,
+    String,
+    Option<String>,
+    Option<String>,
+    DateTime<Utc>,
+    Option<String>,
+    Vec<u8>,
+);
+
+impl Relay {
+    /// One step: claim, publish, mark. Returns what happened; never waits on an empty outbox.
+    pub async fn run_once(&self) -> Result<Outcome, RelayError> {
+        let mut tx = self.pool.begin().await?;
+        let rows: Vec<Row> = sqlx::query_as(CLAIM)
+            .bind(self.batch_size)
+            .fetch_all(&mut *tx)
+            .await?;
+        if rows.is_empty() {
+            tx.commit().await?;
+            return Ok(Outcome::Idle);
+        }
+        let events: Vec<Outgoing> = rows
+            .into_iter()
+            .map(
+                |(event_id, webhook, activity_type, conversation_id, time, traceparent, raw)| {
+                    Outgoing {
+                        event_id,
+                        webhook,
+                        activity_type,
+                        conversation_id,
+                        time,
+                        traceparent,
+                        raw: raw.into(),
+                    }
+                },
+            )
+            .collect();
+
+        let (acked, failed) = self.publish_all(&events).await;
+        if !acked.is_empty() {
+            sqlx::query("delete from outbox where event_id = any($1)")
+                .bind(&acked)
+                .execute(&mut *tx)
+                .await?;
+        }
+        if let Some((_, first_error)) = failed.first() {
+            let ids: Vec<Uuid> = failed.iter().map(|(id, _)| *id).collect();
+            sqlx::query("update outbox set attempts = attempts + 1, last_error = $2 where event_id = any($1)")
+                .bind(&ids)
+                .bind(first_error)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        metrics::counter!("teams_bridge_published_total").increment(acked.len() as u64);
+        if !failed.is_empty() {
+            metrics::counter!("teams_bridge_publish_errors_total").increment(failed.len() as u64);
+            tracing::warn!(failed = failed.len(), error = %failed[0].1, "publish failed; will retry");
+        }
+        Ok(Outcome::Published {
+            acked: acked.len(),
+            failed: failed.len(),
+        })
+    }
+
+    /// Sends every event, then awaits the acks together.
+    async fn publish_all(&self, events: &[Outgoing]) -> (Vec<Uuid>, Vec<(Uuid, String)>) {
+        let mut pending = Vec::with_capacity(events.len());
+        let mut failed = Vec::new();
+        for ev in events {
+            let subject = event::subject(
+                &self.subject_prefix,
+                &ev.webhook,
+                ev.activity_type.as_deref(),
+            );
+            let msg = PublishMessage::build()
+                .payload(ev.raw.clone())
+                .headers(ev.headers())
+                .message_id(ev.event_id.to_string());
+            match self.js.send_publish(subject, msg).await {
+                Ok(ack) => pending.push((ev.event_id, ack)),
+                Err(e) => failed.push((ev.event_id, e.to_string())),
+            }
+        }
+        let results = join_all(
+            pending
+                .into_iter()
+                .map(|(id, ack)| async move { (id, ack.await) }),
+        )
+        .await;
+        let mut acked = Vec::with_capacity(results.len());
+        for (id, result) in results {
+            // A duplicate ack means JetStream already holds this message: delivered.
+            match result {
+                Ok(_ack) => acked.push(id),
+                Err(e) => failed.push((id, e.to_string())),
+            }
+        }
+        (acked, failed)
+    }
+
+    /// The relay loop: runs steps while there is work, sleeps until woken (in-process commit,
+    /// Postgres `NOTIFY`, or a 1 s safety poll), backs off while NATS or Postgres is down.
+    pub async fn run(self, wake: Arc<Notify>, shutdown: CancellationToken) {
+        let listener = tokio::spawn(forward_notifications(
+            self.pool.clone(),
+            wake.clone(),
+            shutdown.clone(),
+        ));
+        let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(5));
+        loop {
+            if shutdown.is_cancelled() {
+                break;
+            }
+            let delay = match self.run_once().await {
+                Ok(Outcome::Published { acked, failed: 0 }) if acked as i64 >= self.batch_size => {
+                    backoff.reset();
+                    continue;
+                }
+                Ok(Outcome::Published { failed: 0, .. }) | Ok(Outcome::Idle) => {
+                    backoff.reset();
+                    None
+                }
+                Ok(Outcome::Published { .. }) => Some(backoff.next()),
+                Err(e) => {
+                    tracing::warn!(error = %e, "relay step failed; backing off");
+                    Some(backoff.next())
+                }
+            };
+            match delay {
+                Some(d) => {
+                    tokio::select! {
+                        _ = tokio::time::sleep(d) => {}
+                        _ = shutdown.cancelled() => break,
+                    }
+                }
+                None => {
+                    tokio::select! {
+                        _ = wake.notified() => {}
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        _ = shutdown.cancelled() => break,
+                    }
+                }
+            }
+        }
+        listener.abort();
+        tracing::info!("relay stopped");
+    }
+}
+
+/// Turns Postgres `NOTIFY teams_bridge_outbox` into wake-ups, so a relay running in another
+/// process than the receiver still starts within milliseconds of a commit.
+async fn forward_notifications(pool: PgPool, wake: Arc<Notify>, shutdown: CancellationToken) {
+    loop {
+        let mut listener = match sqlx::postgres::PgListener::connect_with(&pool).await {
+            Ok(l) => l,
+            Err(_) => {
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                    _ = shutdown.cancelled() => return,
+                }
+            }
+        };
+        if listener.listen("teams_bridge_outbox").await.is_err() {
+            continue;
+        }
+        loop {
+            tokio::select! {
+                n = listener.recv() => match n {
+                    Ok(_) => wake.notify_one(),
+                    Err(_) => break,
+                },
+                _ = shutdown.cancelled() => return,
+            }
+        }
+    }
+}
+
+/// Exponential back-off with jitter, capped.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    base: Duration,
+    max: Duration,
+    attempt: u32,
+}
+
+impl Backoff {
+    /// Starts at `base`, doubles per failure up to `max`.
+    pub fn new(base: Duration, max: Duration) -> Self {
+        Self {
+            base,
+            max,
+            attempt: 0,
+        }
+    }
+    /// The next delay (with up to 20% jitter so replicas do not retry in lockstep).
+    pub fn next(&mut self) -> Duration {
+        let exp = self.base.saturating_mul(1u32 << self.attempt.min(16));
+        self.attempt += 1;
+        let d = exp.min(self.max);
+        d + d.mul_f64(rand::random::<f64>() * 0.2)
+    }
+    /// Back to `base` after a success.
+    pub fn reset(&mut self) {
+        self.attempt = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_its_cap_and_resets() {
+        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
+        let first = b.next();
+        assert!(first >= Duration::from_millis(100) && first <= Duration::from_millis(120));
+        let second = b.next();
+        assert!(second >= Duration::from_millis(200) && second <= Duration::from_millis(240));
+        for _ in 0..20 {
+            assert!(b.next() <= Duration::from_millis(1200));
+        }
+        b.reset();
+        assert!(b.next() <= Duration::from_millis(120));
+    }
+}
