@@ -1,0 +1,253 @@
+//! Test harness: every test gets its own database, its own stream and subject prefix, and a
+//! real HTTP server on a free port, against the machine's real Postgres and NATS. Missing
+//! services fail the test loudly; nothing is skipped.
+
+use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf, time::Duration};
+
+use async_nats::jetstream;
+use sqlx::PgPool;
+use teams_bridge::{app::Application, config::Config};
+use tokio_util::sync::CancellationToken;
+
+pub const CONTOSO_TOKEN: &str = "vqF0En+Z0ucuRTM/01o2GuhMH3hKKk/N2bOmlM31zaA=";
+pub const CONTOSO_HEADER: &str = "HMAC 03TCao0i55H1eVKUusZOTZRjtvYTs+mO41mPL+R1e1U=";
+pub const FABRIKAM_TOKEN: &str = "QgyNSToQjf4p6+YzDpjKks1/tXeJQ7FhVHqRwTnugVI=";
+
+pub fn pg_base() -> String {
+    std::env::var("TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+}
+
+pub fn nats_url() -> String {
+    std::env::var("TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into())
+}
+
+pub fn fixture(name: &str) -> Vec<u8> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/teams")
+        .join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("fixture {} must exist: {e}", path.display()))
+}
+
+pub const REQUEST_FIXTURES: [&str; 4] = [
+    "contoso-docs-example.json",
+    "docs-example-inbound-2018-04.json",
+    "real-outgoing-webhook-capcoins-emoji.json",
+    "real-botframework-channel-mention-tacv2.json",
+];
+
+/// A unique lowercase suffix for names.
+pub fn unique() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..12].to_string()
+}
+
+/// Settings for an isolated test: own database, stream and subject prefix.
+pub fn test_env(extra: &[(&str, &str)]) -> BTreeMap<String, String> {
+    let id = unique();
+    let mut env: BTreeMap<String, String> = [
+        ("DATABASE_URL", format!("{}/tb_test_{id}", pg_base())),
+        ("NATS_URL", nats_url()),
+        ("NATS_STREAM", format!("T_{id}")),
+        ("NATS_SUBJECT_PREFIX", format!("t{id}")),
+        ("LISTEN_ADDR", "127.0.0.1:0".into()),
+        (
+            "TEAMS_WEBHOOKS",
+            format!("contoso={CONTOSO_TOKEN},ring={CONTOSO_TOKEN},ring={FABRIKAM_TOKEN}"),
+        ),
+        ("BODY_LIMIT_BYTES", "65536".into()),
+        ("AUDIT_API_TOKEN", "test-audit-token".into()),
+        ("HR_AUDIT_CONSUMER", format!("hr-audit-{id}")),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    for (k, v) in extra {
+        env.insert(k.to_string(), v.to_string());
+    }
+    env
+}
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub config: Config,
+    pub pool: PgPool,
+    pub js: jetstream::Context,
+    #[allow(dead_code)]
+    pub nats: async_nats::Client,
+    pub http: reqwest::Client,
+    pub shutdown: CancellationToken,
+    pub task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        Self::spawn_with(&[]).await
+    }
+
+    pub async fn spawn_with(extra: &[(&str, &str)]) -> Self {
+        Self::spawn_env(test_env(extra)).await
+    }
+
+    pub async fn spawn_env(env: BTreeMap<String, String>) -> Self {
+        let config = Config::from_map(&env, None).expect("test config is valid");
+        let app = Application::build(config.clone()).await.expect(
+            "the app builds: are Postgres (127.0.0.1:5432) and NATS (127.0.0.1:4222) running?",
+        );
+        let addr = app.local_addr();
+        let pool = app.state().pool.clone();
+        let nats = async_nats::connect(&config.nats_url)
+            .await
+            .expect("NATS must be reachable for tests");
+        let js = jetstream::new(nats.clone());
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(app.run_until_stopped(shutdown.clone()));
+        Self {
+            addr,
+            config,
+            pool,
+            js,
+            nats,
+            http: reqwest::Client::new(),
+            shutdown,
+            task,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// POSTs `body` to `/webhooks/{name}` with the given Authorization header.
+    pub async fn post(&self, name: &str, body: &[u8], auth: Option<&str>) -> reqwest::Response {
+        let mut req = self
+            .http
+            .post(self.url(&format!("/webhooks/{name}")))
+            .header("content-type", "application/json")
+            .body(body.to_vec());
+        if let Some(auth) = auth {
+            req = req.header("authorization", auth);
+        }
+        req.send().await.expect("the service answers")
+    }
+
+    /// POSTs `body` signed with the contoso token.
+    pub async fn post_signed(&self, name: &str, body: &[u8]) -> reqwest::Response {
+        let auth = teams_bridge::signature::sign(CONTOSO_TOKEN, body).unwrap();
+        self.post(name, body, Some(&auth)).await
+    }
+
+    pub async fn activity_count(&self) -> i64 {
+        sqlx::query_scalar("select count(*) from activities")
+            .fetch_one(&self.pool)
+            .await
+            .unwrap()
+    }
+
+    pub async fn outbox_count(&self) -> i64 {
+        sqlx::query_scalar("select count(*) from outbox")
+            .fetch_one(&self.pool)
+            .await
+            .unwrap()
+    }
+
+    /// Waits until the relay has published everything committed.
+    pub async fn wait_outbox_empty(&self, within: Duration) {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let n = self.outbox_count().await;
+            if n == 0 {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "outbox still holds {n} rows after {within:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub async fn stream_messages(&self) -> u64 {
+        let mut stream = self
+            .js
+            .get_stream(&self.config.stream_name)
+            .await
+            .expect("stream exists");
+        stream.info().await.unwrap().state.messages
+    }
+
+    /// Reads every message of the test's stream in order (ephemeral ordered consumer).
+    pub async fn read_stream(&self) -> Vec<async_nats::jetstream::Message> {
+        use futures::StreamExt;
+        let n = self.stream_messages().await as usize;
+        let stream = self.js.get_stream(&self.config.stream_name).await.unwrap();
+        let consumer = stream
+            .create_consumer(jetstream::consumer::pull::Config {
+                deliver_policy: jetstream::consumer::DeliverPolicy::All,
+                ack_policy: jetstream::consumer::AckPolicy::None,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let mut out = Vec::with_capacity(n);
+        if n == 0 {
+            return out;
+        }
+        let mut messages = consumer
+            .fetch()
+            .max_messages(n)
+            .expires(Duration::from_secs(2))
+            .messages()
+            .await
+            .unwrap();
+        while let Some(m) = messages.next().await {
+            out.push(m.unwrap());
+            if out.len() == n {
+                break;
+            }
+        }
+        out
+    }
+
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.task).await;
+        let _ = self.js.delete_stream(&self.config.stream_name).await;
+        self.pool.close().await;
+    }
+}
+
+/// Polls `f` until it returns Some, or panics after `within`.
+pub async fn eventually<T, F, Fut>(within: Duration, what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {within:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl TestApp {
+    /// Stops the service (HTTP and relay) but keeps the database and stream for inspection.
+    pub async fn stop_http_only(self) {
+        self.shutdown.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.task).await;
+    }
+}

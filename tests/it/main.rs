@@ -1,0 +1,5 @@
+//! One integration test binary against the machine's real Postgres and NATS.
+
+mod helpers;
+mod outage;
+mod receiver;

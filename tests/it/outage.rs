@@ -1,0 +1,313 @@
+//! NATS and Postgres going away: requests keep their promises, nothing is lost or doubled.
+
+use std::{
+    path::Path,
+    process::{Child, Command, Stdio},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use teams_bridge::{config::Config, db, outbox::Relay, stream};
+use tokio::{net::TcpListener, sync::watch};
+
+use crate::helpers::*;
+
+/// A private nats-server with JetStream on its own port and store, so stopping it disturbs
+/// no other test.
+struct PrivateNats {
+    port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl PrivateNats {
+    fn start() -> Self {
+        let mut n = Self {
+            port: free_port(),
+            dir: tempfile::tempdir().unwrap(),
+            child: None,
+        };
+        n.restart();
+        n
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    fn restart(&mut self) {
+        let bin = std::env::var("NATS_SERVER_BIN").unwrap_or_else(|_| "nats-server".into());
+        let bin = if Path::new("/usr/sbin/nats-server").exists() && bin == "nats-server" {
+            "/usr/sbin/nats-server".into()
+        } else {
+            bin
+        };
+        let child = Command::new(&bin)
+            .args([
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-js",
+                "-sd",
+            ])
+            .arg(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{bin} must be installed for the outage tests: {e}"));
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "private nats-server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for PrivateNats {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn note(i: usize) -> Vec<u8> {
+    format!(r#"{{"type":"message","id":"outage-{i}","text":"<at>HR</at> view employee E-{i}"}}"#)
+        .into_bytes()
+}
+
+#[tokio::test]
+async fn requests_are_answered_while_nats_is_down_and_the_outbox_drains_without_duplicates_after() {
+    let mut nats = PrivateNats::start();
+    let app = TestApp::spawn_with(&[("NATS_URL", &nats.url())]).await;
+    for i in 0..5 {
+        assert_eq!(app.post_signed("contoso", &note(i)).await.status(), 200);
+    }
+    app.wait_outbox_empty(Duration::from_secs(10)).await;
+
+    nats.stop();
+    for i in 5..25 {
+        let started = Instant::now();
+        let resp = app.post_signed("contoso", &note(i)).await;
+        assert_eq!(resp.status(), 200, "answered while NATS is down");
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "the HTTP path never waits on NATS"
+        );
+    }
+    assert_eq!(app.activity_count().await, 25);
+    assert!(
+        app.outbox_count().await >= 1,
+        "nothing can be published while NATS is down"
+    );
+
+    nats.restart();
+    app.wait_outbox_empty(Duration::from_secs(40)).await;
+    // The test's own client reconnects to the restarted server as well.
+    let messages = eventually(
+        Duration::from_secs(20),
+        "the stream after the restart",
+        || async {
+            let mut s = app.js.get_stream(&app.config.stream_name).await.ok()?;
+            Some(s.info().await.ok()?.state.messages)
+        },
+    )
+    .await;
+    assert_eq!(
+        messages, 25,
+        "one message per activity, none lost, none doubled"
+    );
+    app.stop().await;
+}
+
+/// What a relay crash between JetStream's ack and the outbox delete looks like: the rows are
+/// still there and get published again; JetStream answers "duplicate" and nothing is doubled.
+#[tokio::test]
+async fn a_relay_that_republishes_after_a_crash_does_not_double_messages() {
+    let app = TestApp::spawn().await;
+    for i in 0..30 {
+        assert_eq!(app.post_signed("contoso", &note(i)).await.status(), 200);
+    }
+    app.wait_outbox_empty(Duration::from_secs(10)).await;
+    assert_eq!(app.stream_messages().await, 30);
+    // Put every row back, as if the deletes had never committed.
+    sqlx::query("insert into outbox (event_id) select event_id from activities")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    app.wait_outbox_empty(Duration::from_secs(10)).await;
+    assert_eq!(app.stream_messages().await, 30);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn two_relays_side_by_side_publish_each_row_once() {
+    let app = TestApp::spawn().await;
+    // Stop the app's own relay so that only the two relays below publish.
+    let config = app.config.clone();
+    let pool = app.pool.clone();
+    let js = app.js.clone();
+    app.stop_http_only().await;
+    let bodies: Vec<Vec<u8>> = (0..300).map(note).collect();
+    insert_directly(&config, &bodies).await;
+    let relay = |size| Relay {
+        pool: pool.clone(),
+        js: stream::context(js.client().clone()),
+        subject_prefix: config.subject_prefix.clone(),
+        batch_size: size,
+    };
+    let (a, b) = (relay(40), relay(40));
+    let run = |r: Relay| async move {
+        let mut acked = 0;
+        loop {
+            match r.run_once().await.unwrap() {
+                teams_bridge::outbox::Outcome::Idle => return acked,
+                teams_bridge::outbox::Outcome::Published { acked: n, .. } => acked += n,
+            }
+        }
+    };
+    let (na, nb) = tokio::join!(run(a), run(b));
+    assert_eq!(
+        na + nb,
+        300,
+        "every row published by exactly one relay ({na} + {nb})"
+    );
+    let left: i64 = sqlx::query_scalar("select count(*) from outbox")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(left, 0);
+    let mut s = js.get_stream(&config.stream_name).await.unwrap();
+    assert_eq!(s.info().await.unwrap().state.messages, 300);
+    let _ = js.delete_stream(&config.stream_name).await;
+}
+
+async fn insert_directly(config: &Config, bodies: &[Vec<u8>]) {
+    let pool = db::prepare(config).await.unwrap();
+    let committer =
+        teams_bridge::store::Committer::spawn(pool, 2, 64, Arc::new(tokio::sync::Notify::new()));
+    let name: Arc<str> = Arc::from("contoso");
+    let jobs = bodies.iter().map(|b| {
+        committer.commit(teams_bridge::store::NewActivity {
+            event_id: uuid::Uuid::now_v7(),
+            webhook: name.clone(),
+            activity: teams_bridge::activity::Activity::parse(b).unwrap(),
+            raw: bytes::Bytes::from(b.clone()),
+            traceparent: None,
+        })
+    });
+    for r in futures::future::join_all(jobs).await {
+        r.unwrap();
+    }
+}
+
+/// A TCP proxy in front of Postgres that a test can cut or stall.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Mode {
+    Forward,
+    Refuse,
+    Stall,
+}
+
+async fn pg_proxy() -> (u16, watch::Sender<Mode>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = watch::channel(Mode::Forward);
+    let upstream = pg_base()
+        .rsplit('@')
+        .next()
+        .unwrap()
+        .trim_end_matches('/')
+        .to_string();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut client, _)) = listener.accept().await else {
+                return;
+            };
+            let mut rx = rx.clone();
+            let upstream = upstream.clone();
+            tokio::spawn(async move {
+                let mode = *rx.borrow_and_update();
+                match mode {
+                    Mode::Refuse => return,
+                    Mode::Stall => {
+                        let _ = rx.changed().await;
+                        return;
+                    }
+                    Mode::Forward => {}
+                }
+                let Ok(mut server) = tokio::net::TcpStream::connect(&upstream).await else {
+                    return;
+                };
+                tokio::select! {
+                    _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                    // Any change of mode cuts live connections, like a network failure.
+                    _ = rx.changed() => {}
+                }
+            });
+        }
+    });
+    (port, tx)
+}
+
+#[tokio::test]
+async fn an_unreachable_or_stalled_postgres_gets_a_fast_503_and_nothing_is_stored() {
+    let (port, mode) = pg_proxy().await;
+    let db = format!("postgres://postgres@127.0.0.1:{port}/tb_test_{}", unique());
+    let app = TestApp::spawn_with(&[("DATABASE_URL", &db), ("REPLY_BUDGET_MS", "1500")]).await;
+    assert_eq!(app.post_signed("contoso", &note(1)).await.status(), 200);
+
+    for (what, m) in [("refused", Mode::Refuse), ("stalled", Mode::Stall)] {
+        mode.send(m).unwrap();
+        let started = Instant::now();
+        let resp = app.post_signed("contoso", &note(2)).await;
+        let took = started.elapsed();
+        assert_eq!(resp.status(), 503, "{what}");
+        assert!(resp.headers().contains_key("retry-after"), "{what}");
+        let err: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(err["error"], "unavailable", "{what}");
+        assert!(
+            took < Duration::from_millis(2500),
+            "{what}: answered in {took:?}, well before Teams' 5 s"
+        );
+    }
+
+    mode.send(Mode::Forward).unwrap();
+    // Once Postgres is back, the refused message was not stored behind the caller's back...
+    let direct = sqlx::PgPool::connect(&db.replace(
+        &format!("127.0.0.1:{port}"),
+        pg_base().rsplit('@').next().unwrap(),
+    ))
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let n: i64 = sqlx::query_scalar("select count(*) from activities")
+        .fetch_one(&direct)
+        .await
+        .unwrap();
+    assert_eq!(n, 1, "nothing of the refused requests was stored");
+    // ...and the service recovers by itself.
+    let resp = eventually(Duration::from_secs(10), "recovery", || async {
+        let r = app.post_signed("contoso", &note(3)).await;
+        (r.status() == 200).then_some(r)
+    })
+    .await;
+    assert_eq!(resp.status(), 200);
+    direct.close().await;
+    app.stop().await;
+}
