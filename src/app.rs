@@ -5,7 +5,16 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-use crate::{config::Config, db, http, outbox::Relay, state::AppState, store::Committer, stream};
+use crate::{
+    audit::HrAudit,
+    config::Config,
+    consumer::{ConsumerSpec, Worker},
+    db, http,
+    outbox::Relay,
+    state::AppState,
+    store::Committer,
+    stream,
+};
 
 /// A built, bound, not yet running service.
 pub struct Application {
@@ -153,6 +162,33 @@ pub async fn run_relay(
         }
     }
     relay.run(wake, stop).await;
+}
+
+/// Connects the HR audit worker: database (created and migrated), NATS, the stream (created
+/// if the receiver has not yet), and the durable consumer on `{prefix}.*.message`.
+pub async fn hr_audit_worker(config: &Config) -> anyhow::Result<Worker<HrAudit>> {
+    let pool = db::prepare(config).await?;
+    let js = stream::context(stream::connect(config).await?);
+    let mut backoff =
+        crate::outbox::Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
+    let mut tries = 0;
+    while let Err(e) = stream::ensure_stream(&js, config).await {
+        tries += 1;
+        if tries > 30 {
+            return Err(e);
+        }
+        tracing::warn!(error = %e, "cannot reach the stream yet; retrying");
+        tokio::time::sleep(backoff.next()).await;
+    }
+    let spec = ConsumerSpec {
+        stream: config.stream_name.clone(),
+        durable: config.hr_audit_consumer.clone(),
+        filter_subject: format!("{}.*.message", config.subject_prefix),
+        max_deliveries: config.worker_max_deliveries,
+        ack_wait: config.worker_ack_wait,
+        batch: config.worker_batch,
+    };
+    Worker::connect(&js, pool.clone(), spec, HrAudit { pool }).await
 }
 
 /// Waits for SIGINT or SIGTERM and cancels `token`.

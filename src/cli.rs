@@ -37,6 +37,72 @@ pub enum Command {
         /// The body file; `-` or nothing reads standard input. Bytes are signed exactly.
         file: Option<PathBuf>,
     },
+    /// Run a downstream worker (a durable JetStream consumer).
+    Worker {
+        #[command(subcommand)]
+        kind: WorkerKind,
+    },
+    /// Query the HR audit log, newest first.
+    Audit(AuditArgs),
+}
+
+/// The workers this binary ships.
+#[derive(Debug, Subcommand)]
+pub enum WorkerKind {
+    /// Turns HR users' messages into `audit_log` rows (consumer `HR_AUDIT_CONSUMER`).
+    HrAudit,
+}
+
+/// Filters and output format of `teams-bridge audit`.
+#[derive(Debug, clap::Args)]
+pub struct AuditArgs {
+    /// Employee record id (exact).
+    #[arg(long)]
+    pub record: Option<String>,
+    /// Actor: display name (case-insensitive) or AAD object id.
+    #[arg(long)]
+    pub actor: Option<String>,
+    /// create, read, update, delete or note.
+    #[arg(long, value_parser = parse_operation)]
+    pub operation: Option<crate::command::Operation>,
+    /// Team id.
+    #[arg(long)]
+    pub team: Option<String>,
+    /// Channel id.
+    #[arg(long)]
+    pub channel: Option<String>,
+    /// From this time on: RFC 3339, YYYY-MM-DD, or an age like 7d, 12h.
+    #[arg(long, value_parser = parse_time)]
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
+    /// Before this time (same forms as --since).
+    #[arg(long, value_parser = parse_time)]
+    pub until: Option<chrono::DateTime<chrono::Utc>>,
+    /// Most entries to show (1..=1000).
+    #[arg(long, default_value = "50", value_parser = crate::audit_query::parse_limit)]
+    pub limit: i64,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+}
+
+/// Output formats of `teams-bridge audit`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// A table that fits a terminal.
+    Table,
+    /// One JSON array.
+    Json,
+    /// CSV with a header row.
+    Csv,
+}
+
+fn parse_operation(s: &str) -> Result<crate::command::Operation, String> {
+    crate::audit::parse_operation(s)
+        .ok_or_else(|| "expected create, read, update, delete or note".into())
+}
+
+fn parse_time(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    crate::audit_query::parse_time(s, chrono::Utc::now())
 }
 
 /// Parses the command line and runs it; errors are printed without secrets.
@@ -90,6 +156,42 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 batch_size: config.relay_batch_size,
             };
             app::run_relay(relay, Arc::new(config), Arc::new(Notify::new()), shutdown).await;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Worker {
+            kind: WorkerKind::HrAudit,
+        } => {
+            let config = load(cli.config.as_deref())?;
+            let worker = app::hr_audit_worker(&config).await?;
+            let shutdown = CancellationToken::new();
+            tokio::spawn(app::cancel_on_signal(shutdown.clone()));
+            tracing::info!(consumer = %config.hr_audit_consumer, "hr-audit worker running");
+            worker.run(shutdown).await;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Audit(args) => {
+            let config = Config::load(cli.config.as_deref())?;
+            let pool = db::connect(&config)?;
+            let filter = crate::audit_query::AuditFilter {
+                record: args.record,
+                actor: args.actor,
+                operation: args.operation,
+                team: args.team,
+                channel: args.channel,
+                since: args.since,
+                until: args.until,
+                limit: args.limit,
+                after: None,
+            };
+            let (entries, _) = crate::audit_query::query(&pool, &filter)
+                .await
+                .map_err(|e| anyhow::anyhow!("querying audit_log: {e}"))?;
+            let out = match args.format {
+                Format::Table => crate::audit_query::to_table(&entries),
+                Format::Json => serde_json::to_string_pretty(&entries)? + "\n",
+                Format::Csv => crate::audit_query::to_csv(&entries)?,
+            };
+            print!("{out}");
             Ok(ExitCode::SUCCESS)
         }
         Command::Migrate => {

@@ -95,6 +95,10 @@ pub struct Config {
     pub hr_audit_consumer: String,
     /// `WORKER_MAX_DELIVERIES`: deliveries of an unprocessable message before it is dead-lettered.
     pub worker_max_deliveries: u64,
+    /// `WORKER_ACK_WAIT_SECS`: a worker's unacked message is redelivered after this long.
+    pub worker_ack_wait: Duration,
+    /// `WORKER_BATCH`: most messages a worker fetches and commits at once.
+    pub worker_batch: usize,
     /// `READY_MAX_OUTBOX_AGE_SECS`: `/readyz` fails when the oldest unpublished entry is older.
     pub ready_max_outbox_age: Duration,
     /// `TLS_CERT`: PEM certificate chain; with `TLS_KEY` the server speaks HTTPS.
@@ -143,6 +147,8 @@ struct FileConfig {
     audit_api_token: Option<String>,
     hr_audit_consumer: Option<String>,
     worker_max_deliveries: Option<u64>,
+    worker_ack_wait_secs: Option<u64>,
+    worker_batch: Option<usize>,
     ready_max_outbox_age_secs: Option<u64>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
@@ -284,6 +290,13 @@ impl Config {
                 f.worker_max_deliveries,
                 5,
             )?,
+            worker_ack_wait: Duration::from_secs(positive(
+                env,
+                "WORKER_ACK_WAIT_SECS",
+                f.worker_ack_wait_secs,
+                30,
+            )?),
+            worker_batch: positive(env, "WORKER_BATCH", f.worker_batch, 256)?,
             ready_max_outbox_age: Duration::from_secs(positive(
                 env,
                 "READY_MAX_OUTBOX_AGE_SECS",

@@ -18,6 +18,7 @@ pub mod activity;
 pub mod api;
 pub mod app;
 pub mod audit;
+pub mod audit_query;
 pub mod cli;
 pub mod command;
 pub mod config;

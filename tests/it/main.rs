@@ -1,5 +1,6 @@
 //! One integration test binary against the machine's real Postgres and NATS.
 
+mod audit;
 mod helpers;
 mod outage;
 mod receiver;

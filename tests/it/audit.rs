@@ -1,0 +1,533 @@
+//! The HR audit worker and the ways people read the audit log.
+
+use std::{process::Command, time::Duration};
+
+use serde_json::Value;
+use teams_bridge::{app, audit, consumer::Handler, event::Event};
+use tokio_util::sync::CancellationToken;
+
+use crate::helpers::*;
+
+fn hr_message(id: &str, text: &str, who: &str) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "type": "message",
+        "id": id,
+        "timestamp": "2026-11-27T10:00:00.123Z",
+        "text": format!("<at>HR Audit</at>&nbsp;{text}\n"),
+        "from": {"id": "29:x", "name": who, "aadObjectId": format!("aad-{}", who.to_lowercase().replace(' ', "-"))},
+        "conversation": {"id": "19:chan@thread.tacv2;messageid=1"},
+        "channelData": {"team": {"id": "team-1"}, "channel": {"id": "chan-1"}, "tenant": {"id": "tenant-1"}}
+    }))
+    .unwrap()
+}
+
+struct RunningWorker {
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+async fn start_worker(app: &TestApp) -> RunningWorker {
+    let worker = app::hr_audit_worker(&app.config)
+        .await
+        .expect("worker connects");
+    let stop = CancellationToken::new();
+    let s = stop.clone();
+    let task = tokio::spawn(async move { worker.run(s).await });
+    RunningWorker { stop, task }
+}
+
+impl RunningWorker {
+    async fn stop(self) {
+        self.stop.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.task).await;
+    }
+}
+
+async fn audit_count(app: &TestApp) -> i64 {
+    sqlx::query_scalar("select count(*) from audit_log")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap()
+}
+
+async fn wait_audit_count(app: &TestApp, n: i64, within: Duration) {
+    eventually(within, &format!("{n} audit rows"), || async {
+        (audit_count(app).await == n).then_some(())
+    })
+    .await;
+}
+
+fn cli(app: &TestApp, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_teams-bridge"))
+        .args(args)
+        .env_clear()
+        .env("DATABASE_URL", app.config.database_url.expose())
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn an_update_flows_from_a_signed_post_to_the_reply_the_audit_log_the_cli_and_the_api() {
+    let app = TestApp::spawn().await;
+    let worker = start_worker(&app).await;
+    let body = hr_message(
+        "a-1",
+        r#"update employee E-1042 title="Senior Engineer" salary_band=7"#,
+        "Jane Doe",
+    );
+    let resp = app.post_signed("contoso", &body).await;
+    assert_eq!(resp.status(), 200);
+    let reply: Value = resp.json().await.unwrap();
+    let text = reply["text"].as_str().unwrap();
+    assert!(
+        text.starts_with("Recorded UPDATE of employee E-1042 (title, salary_band) — receipt "),
+        "{text}"
+    );
+    let receipt = text.rsplit(' ').next().unwrap().to_string();
+
+    wait_audit_count(&app, 1, Duration::from_secs(5)).await;
+    let row: (String, String, Option<String>, Option<String>, Value, String, Option<String>, Option<String>, Option<String>, Option<String>, Option<String>) = sqlx::query_as(
+        "select event_id::text, operation, entity, record_id, changes, message, actor_name, actor_aad_object_id, team_id, channel_id, tenant_id from audit_log",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        row.0, receipt,
+        "the audit row carries the receipt the user saw"
+    );
+    assert_eq!(row.1, "update");
+    assert_eq!(row.2.as_deref(), Some("employee"));
+    assert_eq!(row.3.as_deref(), Some("E-1042"));
+    assert_eq!(
+        row.4,
+        serde_json::json!({"title": "Senior Engineer", "salary_band": "7"})
+    );
+    assert_eq!(
+        row.5,
+        r#"update employee E-1042 title="Senior Engineer" salary_band=7"#
+    );
+    assert_eq!(row.6.as_deref(), Some("Jane Doe"));
+    assert_eq!(row.7.as_deref(), Some("aad-jane-doe"));
+    assert_eq!(
+        (row.8.as_deref(), row.9.as_deref(), row.10.as_deref()),
+        (Some("team-1"), Some("chan-1"), Some("tenant-1"))
+    );
+
+    let (ok, out, err) = cli(&app, &["audit", "--record", "E-1042", "--format", "json"]);
+    assert!(ok, "{err}");
+    let entries: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(entries.as_array().unwrap().len(), 1);
+    assert_eq!(entries[0]["event_id"], receipt.as_str());
+
+    let api: Value = app
+        .http
+        .get(app.url("/api/audit?record=E-1042"))
+        .bearer_auth("test-audit-token")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(api["entries"][0]["event_id"], receipt.as_str());
+    assert_eq!(api["entries"][0]["operation"], "update");
+    worker.stop().await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn duplicate_deliveries_redeliveries_and_a_crash_before_ack_give_one_row() {
+    let app = TestApp::spawn().await;
+    let body = hr_message("dup-1", "view employee E-7", "Ann");
+    assert_eq!(app.post_signed("contoso", &body).await.status(), 200);
+    assert_eq!(app.post_signed("contoso", &body).await.status(), 200);
+    app.wait_outbox_empty(Duration::from_secs(10)).await;
+    let original = app.read_stream().await.pop().unwrap();
+
+    // A crash between the worker's commit and its ack: the entry is already committed when
+    // the message arrives (again).
+    let event = Event::decode(
+        original.subject.as_str(),
+        original.headers.as_ref(),
+        original.payload.clone(),
+    )
+    .unwrap();
+    let handler = audit::HrAudit {
+        pool: app.pool.clone(),
+    };
+    assert_eq!(
+        handler.handle(std::slice::from_ref(&event)).await,
+        vec![Ok(())]
+    );
+    // A second copy of the same event on the stream (another publisher, a replay).
+    let mut headers = original.headers.clone().unwrap();
+    headers.insert("Nats-Msg-Id", "replayed-copy");
+    app.js
+        .publish_with_headers(original.subject.clone(), headers, original.payload.clone())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+
+    let worker = start_worker(&app).await;
+    eventually(Duration::from_secs(10), "the consumer to drain", || async {
+        let mut c: async_nats::jetstream::consumer::PullConsumer = app
+            .js
+            .get_stream(&app.config.stream_name)
+            .await
+            .ok()?
+            .get_consumer(&app.config.hr_audit_consumer)
+            .await
+            .ok()?;
+        let info = c.info().await.ok()?;
+        (info.num_pending == 0 && info.num_ack_pending == 0 && info.delivered.stream_sequence >= 2)
+            .then_some(())
+    })
+    .await;
+    assert_eq!(audit_count(&app).await, 1);
+    worker.stop().await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_poison_message_is_dead_lettered_after_bounded_deliveries_and_acked() {
+    let app = TestApp::spawn_with(&[("WORKER_MAX_DELIVERIES", "3")]).await;
+    let mut headers = async_nats::HeaderMap::new();
+    let id = uuid::Uuid::now_v7().to_string();
+    headers.insert("ce-id", id.as_str());
+    headers.insert("Nats-Msg-Id", id.as_str());
+    let subject = format!("{}.contoso.message", app.config.subject_prefix);
+    app.js
+        .publish_with_headers(subject.clone(), headers, "this is not json".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    // And one that is JSON but has nobody to attribute it to.
+    let mut h2 = async_nats::HeaderMap::new();
+    h2.insert("ce-id", uuid::Uuid::now_v7().to_string().as_str());
+    app.js
+        .publish_with_headers(
+            subject,
+            h2,
+            r#"{"type":"message","text":"delete employee E-1"}"#.into(),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+
+    let worker = start_worker(&app).await;
+    let rows: Vec<(String, i64, Vec<u8>, Option<String>)> =
+        eventually(Duration::from_secs(20), "two dead letters", || async {
+            let rows: Vec<(String, i64, Vec<u8>, Option<String>)> = sqlx::query_as(
+                "select reason, deliveries, raw, event_id from dead_letters order by stream_seq",
+            )
+            .fetch_all(&app.pool)
+            .await
+            .unwrap();
+            (rows.len() == 2).then_some(rows)
+        })
+        .await;
+    assert!(rows[0].0.contains("not an activity"), "{}", rows[0].0);
+    assert_eq!(
+        rows[0].1, 3,
+        "dead-lettered on the bounded delivery, not before"
+    );
+    assert_eq!(rows[0].2, b"this is not json");
+    assert_eq!(rows[0].3.as_deref(), Some(id.as_str()));
+    assert!(rows[1].0.contains("no sender"), "{}", rows[1].0);
+    // Acked: nothing left for the consumer, nothing redelivered into a third row.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let n: i64 = sqlx::query_scalar("select count(*) from dead_letters")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(n, 2);
+    assert_eq!(audit_count(&app).await, 0);
+    worker.stop().await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_worker_stopped_and_restarted_mid_stream_loses_and_duplicates_nothing() {
+    let app = TestApp::spawn_with(&[("WORKER_BATCH", "10")]).await;
+    let bodies: Vec<Vec<u8>> = (0..300)
+        .map(|i| {
+            hr_message(
+                &format!("r-{i}"),
+                &format!("update employee E-{i} band={i}"),
+                "Bob",
+            )
+        })
+        .collect();
+    for chunk in bodies.chunks(50) {
+        let rs =
+            futures::future::join_all(chunk.iter().map(|b| app.post_signed("contoso", b))).await;
+        assert!(rs.iter().all(|r| r.status() == 200));
+    }
+    let first = start_worker(&app).await;
+    eventually(Duration::from_secs(10), "some progress", || async {
+        (audit_count(&app).await > 0).then_some(())
+    })
+    .await;
+    first.stop().await;
+    let after_stop = audit_count(&app).await;
+    assert!(after_stop < 300 || after_stop == 300);
+    // Two workers of the same name share what is left.
+    let (a, b) = (start_worker(&app).await, start_worker(&app).await);
+    wait_audit_count(&app, 300, Duration::from_secs(20)).await;
+    let distinct: i64 = sqlx::query_scalar("select count(distinct record_id) from audit_log")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(distinct, 300);
+    a.stop().await;
+    b.stop().await;
+    app.stop().await;
+}
+
+async fn seed(app: &TestApp) {
+    let rows = [
+        (
+            "create employee E-1 name=\"Jane Doe\" dept=Finance",
+            "Alice",
+            "2026-11-01T09:00:00Z",
+            "team-a",
+            "chan-1",
+        ),
+        (
+            "update employee E-1 title=\"Lead, \\\"Ops\\\"\"",
+            "Bob",
+            "2026-11-10T09:00:00Z",
+            "team-a",
+            "chan-2",
+        ),
+        (
+            "view employee E-1",
+            "alice",
+            "2026-11-11T09:00:00Z",
+            "team-b",
+            "chan-3",
+        ),
+        (
+            "delete employee E-2 reason=\"left the company\"",
+            "Bob",
+            "2026-11-20T09:00:00Z",
+            "team-a",
+            "chan-1",
+        ),
+        (
+            "what is the policy on leave?",
+            "Carol",
+            "2026-11-21T09:00:00Z",
+            "team-b",
+            "chan-3",
+        ),
+    ];
+    let handler = audit::HrAudit {
+        pool: app.pool.clone(),
+    };
+    for (i, (text, who, at, team, chan)) in rows.iter().enumerate() {
+        let body = serde_json::json!({
+            "type": "message", "id": format!("s-{i}"), "timestamp": at,
+            "text": format!("<at>HR</at> {text}"),
+            "from": {"name": who, "aadObjectId": format!("aad-{}", who.to_lowercase())},
+            "channelData": {"team": {"id": team}, "channel": {"id": chan}}
+        });
+        let event = Event {
+            event_id: uuid::Uuid::now_v7(),
+            webhook: "contoso".into(),
+            subject: "t.contoso.message".into(),
+            time: None,
+            traceparent: None,
+            body: serde_json::to_vec(&body).unwrap().into(),
+        };
+        assert_eq!(handler.handle(&[event]).await, vec![Ok(())]);
+    }
+}
+
+#[tokio::test]
+async fn the_cli_filters_and_formats_the_audit_log() {
+    let app = TestApp::spawn().await;
+    seed(&app).await;
+    let records = |args: &[&str]| -> Vec<String> {
+        let mut all = vec!["audit", "--format", "json"];
+        all.extend_from_slice(args);
+        let (ok, out, err) = cli(&app, &all);
+        assert!(ok, "{args:?}: {err}");
+        let v: Value = serde_json::from_str(&out).unwrap();
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                format!(
+                    "{}:{}",
+                    e["operation"].as_str().unwrap(),
+                    e["record_id"].as_str().unwrap_or("-")
+                )
+            })
+            .collect()
+    };
+    assert_eq!(
+        records(&["--record", "E-1"]),
+        ["read:E-1", "update:E-1", "create:E-1"],
+        "newest first"
+    );
+    assert_eq!(
+        records(&["--actor", "ALICE"]),
+        ["read:E-1", "create:E-1"],
+        "names match case-insensitively"
+    );
+    assert_eq!(
+        records(&["--actor", "aad-bob"]),
+        ["delete:E-2", "update:E-1"]
+    );
+    assert_eq!(records(&["--operation", "delete"]), ["delete:E-2"]);
+    assert_eq!(
+        records(&["--team", "team-b", "--channel", "chan-3"]),
+        ["note:-", "read:E-1"]
+    );
+    assert_eq!(
+        records(&["--since", "2026-11-10", "--until", "2026-11-20"]),
+        ["read:E-1", "update:E-1"]
+    );
+    assert_eq!(records(&["--limit", "2"]).len(), 2);
+    assert!(
+        records(&["--record", "'; drop table audit_log; --"]).is_empty(),
+        "a hostile value is just a value"
+    );
+    assert_eq!(audit_count(&app).await, 5);
+
+    let (ok, csv_out, _) = cli(
+        &app,
+        &[
+            "audit",
+            "--format",
+            "csv",
+            "--record",
+            "E-1",
+            "--operation",
+            "update",
+        ],
+    );
+    assert!(ok);
+    let mut reader = csv::Reader::from_reader(csv_out.as_bytes());
+    let headers = reader.headers().unwrap().clone();
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), 1);
+    let changes = &rows[0][headers.iter().position(|h| h == "changes").unwrap()];
+    assert_eq!(
+        serde_json::from_str::<Value>(changes).unwrap()["title"],
+        "Lead, \"Ops\"",
+        "quotes and commas survive CSV"
+    );
+
+    let (ok, table, _) = cli(&app, &["audit"]);
+    assert!(ok);
+    assert!(table.starts_with("WHEN (UTC)"), "{table}");
+    assert!(table.contains("(5 entries)"));
+    assert!(
+        table.lines().all(|l| l.chars().count() <= 120),
+        "fits a terminal:\n{table}"
+    );
+
+    let (ok, _, err) = cli(&app, &["audit", "--operation", "promote"]);
+    assert!(!ok && err.contains("--operation"), "{err}");
+    let (ok, _, err) = cli(&app, &["audit", "--since", "last tuesday"]);
+    assert!(!ok && err.contains("--since"), "{err}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_http_api_authenticates_filters_and_pages() {
+    let app = TestApp::spawn().await;
+    seed(&app).await;
+    let get = |q: &str, token: Option<&str>| {
+        let mut r = app.http.get(app.url(&format!("/api/audit{q}")));
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        r.send()
+    };
+    assert_eq!(get("", None).await.unwrap().status(), 401);
+    assert_eq!(get("", Some("wrong")).await.unwrap().status(), 401);
+    assert_eq!(get("", Some("")).await.unwrap().status(), 401);
+    let t = Some("test-audit-token");
+
+    let mut seen = Vec::new();
+    let mut q = "?limit=2".to_string();
+    loop {
+        let page: Value = get(&q, t).await.unwrap().json().await.unwrap();
+        for e in page["entries"].as_array().unwrap() {
+            seen.push(e["activity_at"].as_str().unwrap().to_string());
+        }
+        match page["next"].as_str() {
+            Some(c) => q = format!("?limit=2&cursor={c}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 5, "every entry exactly once across pages");
+    let mut sorted = seen.clone();
+    sorted.sort_by(|a, b| b.cmp(a));
+    assert_eq!(seen, sorted, "newest first");
+
+    let page: Value = get("?actor=bob&operation=update", t)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["entries"].as_array().unwrap().len(), 1);
+    let page: Value = get("?record=%27%3B%20drop%20table%20audit_log%3B%20--", t)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["entries"].as_array().unwrap().len(), 0);
+
+    for (q, param) in [
+        ("?operation=promote", "operation"),
+        ("?since=soon", "since"),
+        ("?limit=0", "limit"),
+        ("?cursor=zzz", "cursor"),
+        ("?colour=red", "colour"),
+    ] {
+        let r = get(q, t).await.unwrap();
+        assert_eq!(r.status(), 400, "{q}");
+        let err: Value = r.json().await.unwrap();
+        assert!(
+            err["message"].as_str().unwrap().contains(param),
+            "{q}: {err}"
+        );
+    }
+    let spec: Value = app
+        .http
+        .get(app.url("/api/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(spec["paths"]["/api/audit"]["get"].is_object());
+    app.stop().await;
+
+    let off = TestApp::spawn_with(&[("AUDIT_API_TOKEN", "")]).await;
+    let r = off
+        .http
+        .get(off.url("/api/audit"))
+        .bearer_auth("anything")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404, "no token configured: the endpoint is off");
+    off.stop().await;
+}
