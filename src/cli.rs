@@ -44,6 +44,48 @@ pub enum Command {
     },
     /// Query the HR audit log, newest first.
     Audit(AuditArgs),
+    /// Act as Teams: build a realistic activity, sign it, post it, show the reply.
+    Simulate(SimulateArgs),
+    /// Exit 0 when the service answers its health endpoint (for container health checks).
+    Healthcheck {
+        /// The URL to check; default `http://127.0.0.1:{port of LISTEN_ADDR}/healthz`.
+        #[arg(long)]
+        url: Option<String>,
+    },
+}
+
+/// Options of `teams-bridge simulate`.
+#[derive(Debug, clap::Args)]
+pub struct SimulateArgs {
+    /// The webhook URL, e.g. http://127.0.0.1:3978/webhooks/contoso.
+    #[arg(long, default_value = "http://127.0.0.1:3978/webhooks/contoso")]
+    pub url: String,
+    /// The webhook's security token (base64, as Teams shows it).
+    #[arg(long, env = "TEAMS_BRIDGE_SECRET", hide_env_values = true)]
+    pub secret: String,
+    /// Sender display name.
+    #[arg(long = "from", default_value = "Jane Doe")]
+    pub from: String,
+    /// Sender AAD object id (default: derived from the name).
+    #[arg(long)]
+    pub aad_object_id: Option<String>,
+    /// Team id.
+    #[arg(long, default_value = "19:a1b2c3d4e5f6@thread.tacv2")]
+    pub team: String,
+    /// Channel id.
+    #[arg(long, default_value = "19:f6e5d4c3b2a1@thread.tacv2")]
+    pub channel: String,
+    /// Tenant id.
+    #[arg(long, default_value = "72f988bf-86f1-41af-91ab-2d7cd011db47")]
+    pub tenant: String,
+    /// The webhook's display name in the mention.
+    #[arg(long, default_value = "HR Audit")]
+    pub mention: String,
+    /// Send the same activity a second time, as Teams sometimes does.
+    #[arg(long)]
+    pub duplicate: bool,
+    /// What the user types after the mention.
+    pub text: String,
 }
 
 /// The workers this binary ships.
@@ -166,6 +208,20 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let shutdown = CancellationToken::new();
             tokio::spawn(app::cancel_on_signal(shutdown.clone()));
             tracing::info!(consumer = %config.hr_audit_consumer, "hr-audit worker running");
+            let listener = tokio::net::TcpListener::bind(config.worker_listen_addr)
+                .await
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "binding WORKER_LISTEN_ADDR {}: {e}",
+                        config.worker_listen_addr
+                    )
+                })?;
+            let stop = shutdown.clone();
+            tokio::spawn(async move {
+                let _ = axum::serve(listener, crate::http::worker_router())
+                    .with_graceful_shutdown(async move { stop.cancelled().await })
+                    .await;
+            });
             worker.run(shutdown).await;
             Ok(ExitCode::SUCCESS)
         }
@@ -193,6 +249,58 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             print!("{out}");
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Simulate(args) => {
+            let sender = crate::simulate::Sender {
+                name: args.from,
+                aad_object_id: args.aad_object_id,
+                team: args.team,
+                channel: args.channel,
+                tenant: args.tenant,
+                webhook_name: args.mention,
+            };
+            let body = crate::simulate::build_activity(&sender, &args.text);
+            let client = reqwest::Client::new();
+            let mut ok = true;
+            for attempt in 0..if args.duplicate { 2 } else { 1 } {
+                let d = crate::simulate::deliver(&client, &args.url, &args.secret, &body).await?;
+                let label = if attempt == 0 { "reply" } else { "repeat" };
+                println!(
+                    "{label}: {} ({} in {:.1} ms)",
+                    d.shown,
+                    d.status,
+                    d.latency.as_secs_f64() * 1e3
+                );
+                ok &= d.status == 200;
+            }
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Healthcheck { url } => {
+            let url = match url {
+                Some(u) => u,
+                None => {
+                    let config = Config::load(cli.config.as_deref())?;
+                    format!("http://127.0.0.1:{}/healthz", config.listen_addr.port())
+                }
+            };
+            let client = reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(3))
+                .build()?;
+            match client.get(&url).send().await {
+                Ok(r) if r.status().is_success() => Ok(ExitCode::SUCCESS),
+                Ok(r) => {
+                    eprintln!("unhealthy: {url} answered {}", r.status());
+                    Ok(ExitCode::FAILURE)
+                }
+                Err(e) => {
+                    eprintln!("unhealthy: {url}: {e}");
+                    Ok(ExitCode::FAILURE)
+                }
+            }
         }
         Command::Migrate => {
             let config = load(cli.config.as_deref())?;

@@ -95,6 +95,8 @@ pub struct Config {
     pub hr_audit_consumer: String,
     /// `WORKER_MAX_DELIVERIES`: deliveries of an unprocessable message before it is dead-lettered.
     pub worker_max_deliveries: u64,
+    /// `WORKER_LISTEN_ADDR`: where a worker serves `/healthz` and `/metrics`.
+    pub worker_listen_addr: SocketAddr,
     /// `WORKER_ACK_WAIT_SECS`: a worker's unacked message is redelivered after this long.
     pub worker_ack_wait: Duration,
     /// `WORKER_BATCH`: most messages a worker fetches and commits at once.
@@ -108,6 +110,35 @@ pub struct Config {
     /// `LOG_FORMAT`: `text` or `json`.
     pub log_format: LogFormat,
 }
+
+/// Every environment variable the binary reads (besides `RUST_LOG`). The compose file test
+/// checks that each variable it sets is one of these, so a rename cannot go unnoticed.
+pub const ENV_VARS: &[&str] = &[
+    "TEAMS_BRIDGE_CONFIG",
+    "DATABASE_URL",
+    "DATABASE_POOL_SIZE",
+    "NATS_URL",
+    "NATS_STREAM",
+    "NATS_SUBJECT_PREFIX",
+    "NATS_DUPLICATE_WINDOW_SECS",
+    "LISTEN_ADDR",
+    "TEAMS_WEBHOOKS",
+    "REPLY_BUDGET_MS",
+    "BODY_LIMIT_BYTES",
+    "MAX_IN_FLIGHT",
+    "COMMIT_BATCH_MAX",
+    "RELAY_BATCH_SIZE",
+    "AUDIT_API_TOKEN",
+    "HR_AUDIT_CONSUMER",
+    "WORKER_MAX_DELIVERIES",
+    "WORKER_LISTEN_ADDR",
+    "WORKER_ACK_WAIT_SECS",
+    "WORKER_BATCH",
+    "READY_MAX_OUTBOX_AGE_SECS",
+    "TLS_CERT",
+    "TLS_KEY",
+    "LOG_FORMAT",
+];
 
 /// A setting that could not be used. The message names the setting, never its secret value.
 #[derive(Debug, thiserror::Error)]
@@ -148,6 +179,7 @@ struct FileConfig {
     hr_audit_consumer: Option<String>,
     worker_max_deliveries: Option<u64>,
     worker_ack_wait_secs: Option<u64>,
+    worker_listen_addr: Option<String>,
     worker_batch: Option<usize>,
     ready_max_outbox_age_secs: Option<u64>,
     tls_cert: Option<PathBuf>,
@@ -290,6 +322,16 @@ impl Config {
                 f.worker_max_deliveries,
                 5,
             )?,
+            worker_listen_addr: env("WORKER_LISTEN_ADDR")
+                .or(f.worker_listen_addr)
+                .unwrap_or_else(|| "0.0.0.0:9464".into())
+                .parse()
+                .map_err(|_| {
+                    invalid(
+                        "WORKER_LISTEN_ADDR",
+                        "expected host:port, e.g. 0.0.0.0:9464",
+                    )
+                })?,
             worker_ack_wait: Duration::from_secs(positive(
                 env,
                 "WORKER_ACK_WAIT_SECS",

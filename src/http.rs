@@ -26,6 +26,20 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// The worker's small HTTP surface: liveness and its metrics.
+pub fn worker_router() -> Router {
+    let handle = crate::telemetry::metrics();
+    Router::new().route("/healthz", get(healthz)).route(
+        "/metrics",
+        get(move || async move {
+            (
+                [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                handle.render(),
+            )
+        }),
+    )
+}
+
 /// The process is alive and serving HTTP.
 async fn healthz() -> Json<serde_json::Value> {
     Json(json!({ "status": "ok" }))

@@ -31,6 +31,7 @@ pub mod outbox;
 pub mod receiver;
 pub mod reply;
 pub mod signature;
+pub mod simulate;
 pub mod state;
 pub mod store;
 pub mod stream;

@@ -531,3 +531,81 @@ async fn the_http_api_authenticates_filters_and_pages() {
     assert_eq!(r.status(), 404, "no token configured: the endpoint is off");
     off.stop().await;
 }
+
+#[tokio::test]
+async fn a_worker_whose_database_is_down_retries_and_never_dead_letters() {
+    let app = TestApp::spawn_with(&[("WORKER_MAX_DELIVERIES", "2")]).await;
+    assert_eq!(
+        app.post_signed("contoso", &hr_message("t-1", "view employee E-9", "Dan"))
+            .await
+            .status(),
+        200
+    );
+    app.wait_outbox_empty(Duration::from_secs(10)).await;
+
+    // The handler's Postgres goes through a proxy we cut; the dead-letter table stays
+    // reachable, so only the policy can keep the message out of it.
+    let (port, mode) = pg_proxy().await;
+    let db_name = app
+        .config
+        .database_url
+        .expose()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let proxied = sqlx::postgres::PgPoolOptions::new()
+        .acquire_timeout(Duration::from_millis(500))
+        .connect_lazy(&format!("postgres://postgres@127.0.0.1:{port}/{db_name}"))
+        .unwrap();
+    mode.send(Mode::Refuse).unwrap();
+    let spec = teams_bridge::consumer::ConsumerSpec {
+        stream: app.config.stream_name.clone(),
+        durable: app.config.hr_audit_consumer.clone(),
+        filter_subject: format!("{}.*.message", app.config.subject_prefix),
+        max_deliveries: 2,
+        ack_wait: Duration::from_secs(30),
+        batch: 10,
+    };
+    let worker = teams_bridge::consumer::Worker::connect(
+        &app.js,
+        app.pool.clone(),
+        spec,
+        audit::HrAudit { pool: proxied },
+    )
+    .await
+    .unwrap();
+    let mut retried = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while retried < 4 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "expected redeliveries while the database is down"
+        );
+        retried += worker
+            .run_once(Duration::from_secs(3))
+            .await
+            .unwrap()
+            .retried;
+    }
+    let dead: i64 = sqlx::query_scalar("select count(*) from dead_letters")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        dead, 0,
+        "delivered {retried} times past the bound of 2, still not dead-lettered"
+    );
+
+    mode.send(Mode::Forward).unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while audit_count(&app).await == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the entry arrives once the database is back"
+        );
+        worker.run_once(Duration::from_secs(3)).await.unwrap();
+    }
+    assert_eq!(audit_count(&app).await, 1);
+    app.stop().await;
+}

@@ -251,3 +251,52 @@ impl TestApp {
         let _ = tokio::time::timeout(Duration::from_secs(10), self.task).await;
     }
 }
+
+/// A TCP proxy in front of Postgres that a test can cut or stall.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Mode {
+    Forward,
+    Refuse,
+    Stall,
+}
+
+pub async fn pg_proxy() -> (u16, tokio::sync::watch::Sender<Mode>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = tokio::sync::watch::channel(Mode::Forward);
+    let upstream = pg_base()
+        .rsplit('@')
+        .next()
+        .unwrap()
+        .trim_end_matches('/')
+        .to_string();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut client, _)) = listener.accept().await else {
+                return;
+            };
+            let mut rx = rx.clone();
+            let upstream = upstream.clone();
+            tokio::spawn(async move {
+                let mode = *rx.borrow_and_update();
+                match mode {
+                    Mode::Refuse => return,
+                    Mode::Stall => {
+                        let _ = rx.changed().await;
+                        return;
+                    }
+                    Mode::Forward => {}
+                }
+                let Ok(mut server) = tokio::net::TcpStream::connect(&upstream).await else {
+                    return;
+                };
+                tokio::select! {
+                    _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                    // Any change of mode cuts live connections, like a network failure.
+                    _ = rx.changed() => {}
+                }
+            });
+        }
+    });
+    (port, tx)
+}

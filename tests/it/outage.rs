@@ -8,7 +8,6 @@ use std::{
 };
 
 use teams_bridge::{config::Config, db, outbox::Relay, stream};
-use tokio::{net::TcpListener, sync::watch};
 
 use crate::helpers::*;
 
@@ -214,55 +213,6 @@ async fn insert_directly(config: &Config, bodies: &[Vec<u8>]) {
     for r in futures::future::join_all(jobs).await {
         r.unwrap();
     }
-}
-
-/// A TCP proxy in front of Postgres that a test can cut or stall.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Mode {
-    Forward,
-    Refuse,
-    Stall,
-}
-
-async fn pg_proxy() -> (u16, watch::Sender<Mode>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let (tx, rx) = watch::channel(Mode::Forward);
-    let upstream = pg_base()
-        .rsplit('@')
-        .next()
-        .unwrap()
-        .trim_end_matches('/')
-        .to_string();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut client, _)) = listener.accept().await else {
-                return;
-            };
-            let mut rx = rx.clone();
-            let upstream = upstream.clone();
-            tokio::spawn(async move {
-                let mode = *rx.borrow_and_update();
-                match mode {
-                    Mode::Refuse => return,
-                    Mode::Stall => {
-                        let _ = rx.changed().await;
-                        return;
-                    }
-                    Mode::Forward => {}
-                }
-                let Ok(mut server) = tokio::net::TcpStream::connect(&upstream).await else {
-                    return;
-                };
-                tokio::select! {
-                    _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
-                    // Any change of mode cuts live connections, like a network failure.
-                    _ = rx.changed() => {}
-                }
-            });
-        }
-    });
-    (port, tx)
 }
 
 #[tokio::test]
