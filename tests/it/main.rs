@@ -5,3 +5,4 @@ mod cli;
 mod helpers;
 mod outage;
 mod receiver;
+mod tls;
