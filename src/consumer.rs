@@ -179,15 +179,23 @@ impl<H: Handler> Worker<H> {
                 .info()
                 .map(|i| i.delivered.max(1) as u64)
                 .unwrap_or(1);
+            // The receiver's trace id travels in `traceparent`: logging it joins the two sides.
+            let trace_id = message
+                .headers
+                .as_ref()
+                .and_then(|h| h.get("traceparent"))
+                .map(|v| crate::trace::trace_id(v.as_str()).to_owned())
+                .unwrap_or_default();
             match result {
                 Ok(()) => {
+                    tracing::debug!(subject = %message.subject, %trace_id, delivered, "processed");
                     ack(message, AckKind::Ack).await;
                     outcome.processed += 1;
                 }
                 Err(HandleError::Permanent(reason)) if delivered >= self.spec.max_deliveries => {
                     match self.dead_letter(message, &reason, delivered).await {
                         Ok(()) => {
-                            tracing::warn!(subject = %message.subject, %reason, delivered, "dead-lettered");
+                            tracing::warn!(subject = %message.subject, %trace_id, %reason, delivered, "dead-lettered");
                             ack(message, AckKind::Ack).await;
                             outcome.dead_lettered += 1;
                         }
@@ -199,7 +207,7 @@ impl<H: Handler> Worker<H> {
                     }
                 }
                 Err(e) => {
-                    tracing::info!(subject = %message.subject, error = %e, delivered, "will retry");
+                    tracing::info!(subject = %message.subject, %trace_id, error = %e, delivered, "will retry");
                     ack(message, AckKind::Nak(Some(retry_delay(delivered)))).await;
                     outcome.retried += 1;
                 }
