@@ -153,11 +153,11 @@ pub async fn run_relay(
     stop: CancellationToken,
 ) {
     let mut backoff =
-        crate::outbox::Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
+        crate::backoff::Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
     while let Err(e) = stream::ensure_stream(&relay.js, &config).await {
         tracing::warn!(error = %e, "cannot create the stream yet; retrying");
         tokio::select! {
-            _ = tokio::time::sleep(backoff.next()) => {}
+            _ = tokio::time::sleep(backoff.next_delay()) => {}
             _ = stop.cancelled() => return,
         }
     }
@@ -170,7 +170,7 @@ pub async fn hr_audit_worker(config: &Config) -> anyhow::Result<Worker<HrAudit>>
     let pool = db::prepare(config).await?;
     let js = stream::context(stream::connect(config).await?);
     let mut backoff =
-        crate::outbox::Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
+        crate::backoff::Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
     let mut tries = 0;
     while let Err(e) = stream::ensure_stream(&js, config).await {
         tries += 1;
@@ -178,7 +178,7 @@ pub async fn hr_audit_worker(config: &Config) -> anyhow::Result<Worker<HrAudit>>
             return Err(e);
         }
         tracing::warn!(error = %e, "cannot reach the stream yet; retrying");
-        tokio::time::sleep(backoff.next()).await;
+        tokio::time::sleep(backoff.next_delay()).await;
     }
     let spec = ConsumerSpec {
         stream: config.stream_name.clone(),

@@ -23,7 +23,7 @@ use futures::StreamExt;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
-use crate::{event::Event, outbox::Backoff};
+use crate::{backoff::Backoff, event::Event};
 
 /// Why a handler could not process an event.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -287,7 +287,7 @@ impl<H: Handler> Worker<H> {
                 Err(e) => {
                     tracing::warn!(error = %e, "worker step failed; backing off");
                     tokio::select! {
-                        _ = tokio::time::sleep(backoff.next()) => {}
+                        _ = tokio::time::sleep(backoff.next_delay()) => {}
                         _ = shutdown.cancelled() => break,
                     }
                 }

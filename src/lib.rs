@@ -19,6 +19,7 @@ pub mod api;
 pub mod app;
 pub mod audit;
 pub mod audit_query;
+pub mod backoff;
 pub mod cli;
 pub mod command;
 pub mod config;

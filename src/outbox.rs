@@ -17,7 +17,10 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::event::{self, Outgoing};
+use crate::{
+    backoff::Backoff,
+    event::{self, Outgoing},
+};
 
 /// Where and how the relay publishes.
 #[derive(Clone)]
@@ -182,10 +185,10 @@ impl Relay {
                     backoff.reset();
                     None
                 }
-                Ok(Outcome::Published { .. }) => Some(backoff.next()),
+                Ok(Outcome::Published { .. }) => Some(backoff.next_delay()),
                 Err(e) => {
                     tracing::warn!(error = %e, "relay step failed; backing off");
-                    Some(backoff.next())
+                    Some(backoff.next_delay())
                 }
             };
             match delay {
@@ -234,54 +237,5 @@ async fn forward_notifications(pool: PgPool, wake: Arc<Notify>, shutdown: Cancel
                 _ = shutdown.cancelled() => return,
             }
         }
-    }
-}
-
-/// Exponential back-off with jitter, capped.
-#[derive(Debug, Clone)]
-pub struct Backoff {
-    base: Duration,
-    max: Duration,
-    attempt: u32,
-}
-
-impl Backoff {
-    /// Starts at `base`, doubles per failure up to `max`.
-    pub fn new(base: Duration, max: Duration) -> Self {
-        Self {
-            base,
-            max,
-            attempt: 0,
-        }
-    }
-    /// The next delay (with up to 20% jitter so replicas do not retry in lockstep).
-    pub fn next(&mut self) -> Duration {
-        let exp = self.base.saturating_mul(1u32 << self.attempt.min(16));
-        self.attempt += 1;
-        let d = exp.min(self.max);
-        d + d.mul_f64(rand::random::<f64>() * 0.2)
-    }
-    /// Back to `base` after a success.
-    pub fn reset(&mut self) {
-        self.attempt = 0;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_up_to_its_cap_and_resets() {
-        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
-        let first = b.next();
-        assert!(first >= Duration::from_millis(100) && first <= Duration::from_millis(120));
-        let second = b.next();
-        assert!(second >= Duration::from_millis(200) && second <= Duration::from_millis(240));
-        for _ in 0..20 {
-            assert!(b.next() <= Duration::from_millis(1200));
-        }
-        b.reset();
-        assert!(b.next() <= Duration::from_millis(120));
     }
 }

@@ -26,7 +26,15 @@ async fn the_official_contoso_vector_is_answered_stored_byte_exact_and_published
     let resp = app.post("contoso", &body, Some(CONTOSO_HEADER)).await;
     let (_, event_id) = receipt_of(resp).await;
 
-    let (raw, webhook, kind, team, channel, text): (Vec<u8>, String, Option<String>, Option<String>, Option<String>, Option<String>) =
+    type Row = (
+        Vec<u8>,
+        String,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+    );
+    let (raw, webhook, kind, team, channel, text): Row =
         sqlx::query_as("select raw, webhook, activity_type, team_id, channel_id, text from activities where event_id = $1")
             .bind(event_id)
             .fetch_one(&app.pool)

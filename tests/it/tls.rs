@@ -4,12 +4,18 @@ use crate::helpers::*;
 
 #[tokio::test]
 async fn with_tls_cert_and_key_the_service_speaks_https() {
-    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
+    let cert =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+            .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
     std::fs::write(&cert_path, cert.cert.pem()).unwrap();
     std::fs::write(&key_path, cert.key_pair.serialize_pem()).unwrap();
-    let app = TestApp::spawn_with(&[("TLS_CERT", cert_path.to_str().unwrap()), ("TLS_KEY", key_path.to_str().unwrap())]).await;
+    let app = TestApp::spawn_with(&[
+        ("TLS_CERT", cert_path.to_str().unwrap()),
+        ("TLS_KEY", key_path.to_str().unwrap()),
+    ])
+    .await;
 
     let client = reqwest::Client::builder()
         .add_root_certificate(reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap())
@@ -30,6 +36,11 @@ async fn with_tls_cert_and_key_the_service_speaks_https() {
     assert_eq!(r.status(), 200);
     assert_eq!(app.activity_count().await, 1);
     // Plain HTTP on the TLS port gets nowhere.
-    assert!(reqwest::get(format!("http://127.0.0.1:{}/healthz", app.addr.port())).await.map(|r| r.status() != 200).unwrap_or(true));
+    assert!(
+        reqwest::get(format!("http://127.0.0.1:{}/healthz", app.addr.port()))
+            .await
+            .map(|r| r.status() != 200)
+            .unwrap_or(true)
+    );
     app.stop().await;
 }
