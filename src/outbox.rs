@@ -127,6 +127,19 @@ impl Relay {
         })
     }
 
+    /// Sets the backlog gauges: unpublished rows and the age of the oldest.
+    pub async fn record_backlog(&self) {
+        let row: Result<(i64, Option<f64>), _> = sqlx::query_as(
+            "select count(*), extract(epoch from now() - min(created_at))::float8 from outbox",
+        )
+        .fetch_one(&self.pool)
+        .await;
+        if let Ok((n, age)) = row {
+            metrics::gauge!("teams_bridge_outbox_backlog").set(n as f64);
+            metrics::gauge!("teams_bridge_outbox_oldest_seconds").set(age.unwrap_or(0.0));
+        }
+    }
+
     /// Sends every event, then awaits the acks together.
     async fn publish_all(&self, events: &[Outgoing]) -> (Vec<Uuid>, Vec<(Uuid, String)>) {
         let mut pending = Vec::with_capacity(events.len());
@@ -172,9 +185,14 @@ impl Relay {
             shutdown.clone(),
         ));
         let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(5));
+        let mut gauges_at = tokio::time::Instant::now();
         loop {
             if shutdown.is_cancelled() {
                 break;
+            }
+            if gauges_at.elapsed() >= Duration::from_secs(5) {
+                gauges_at = tokio::time::Instant::now();
+                self.record_backlog().await;
             }
             let delay = match self.run_once().await {
                 Ok(Outcome::Published { acked, failed: 0 }) if acked as i64 >= self.batch_size => {
