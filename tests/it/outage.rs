@@ -114,6 +114,22 @@ async fn requests_are_answered_while_nats_is_down_and_the_outbox_drains_without_
         app.outbox_count().await >= 1,
         "nothing can be published while NATS is down"
     );
+    let not_ready: serde_json::Value =
+        eventually(Duration::from_secs(10), "/readyz to notice", || async {
+            let r = app.http.get(app.url("/readyz")).send().await.ok()?;
+            if r.status() == 503 {
+                r.json().await.ok()
+            } else {
+                None
+            }
+        })
+        .await;
+    assert_eq!(not_ready["status"], "not_ready");
+    assert!(
+        not_ready["problems"].to_string().contains("nats"),
+        "{not_ready}"
+    );
+    assert!(not_ready["outbox_backlog"].as_i64().unwrap() >= 1);
 
     nats.restart();
     app.wait_outbox_empty(Duration::from_secs(40)).await;
