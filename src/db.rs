@@ -38,7 +38,13 @@ pub async fn prepare(config: &Config) -> anyhow::Result<PgPool> {
 pub fn connect(config: &Config) -> anyhow::Result<PgPool> {
     let options = PgConnectOptions::from_str(config.database_url.expose())
         .map_err(|_| anyhow::anyhow!("invalid setting DATABASE_URL: not a valid Postgres URL"))?
-        .application_name("teams-bridge");
+        .application_name("teams-bridge")
+        // A statement that cannot finish inside the reply budget is cancelled by Postgres
+        // itself, so a request answered 503 is not committed later behind the caller's back.
+        .options([(
+            "statement_timeout",
+            format!("{}", config.reply_budget.mul_f32(0.75).as_millis()),
+        )]);
     let acquire = config.reply_budget.mul_f32(0.5).min(Duration::from_secs(2));
     Ok(PgPoolOptions::new()
         .max_connections(config.database_pool_size)

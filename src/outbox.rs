@@ -144,7 +144,7 @@ impl Relay {
     async fn publish_all(&self, events: &[Outgoing]) -> (Vec<Uuid>, Vec<(Uuid, String)>) {
         let mut pending = Vec::with_capacity(events.len());
         let mut failed = Vec::new();
-        for ev in events {
+        for (i, ev) in events.iter().enumerate() {
             let subject = event::subject(
                 &self.subject_prefix,
                 &ev.webhook,
@@ -154,9 +154,19 @@ impl Relay {
                 .payload(ev.raw.clone())
                 .headers(ev.headers())
                 .message_id(ev.event_id.to_string());
-            match self.js.send_publish(subject, msg).await {
-                Ok(ack) => pending.push((ev.event_id, ack)),
-                Err(e) => failed.push((ev.event_id, e.to_string())),
+            // While NATS is away the client's send buffer can fill up; do not wait on it for
+            // ever with the claimed rows locked.
+            match tokio::time::timeout(Duration::from_secs(3), self.js.send_publish(subject, msg))
+                .await
+            {
+                Ok(Ok(ack)) => pending.push((ev.event_id, ack)),
+                Ok(Err(e)) => failed.push((ev.event_id, e.to_string())),
+                Err(_) => {
+                    // NATS is not taking messages: the rest of the batch waits for the next try.
+                    let why = "timed out sending to NATS".to_string();
+                    failed.extend(events[i..].iter().map(|e| (e.event_id, why.clone())));
+                    break;
+                }
             }
         }
         let results = join_all(
