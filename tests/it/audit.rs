@@ -44,10 +44,7 @@ impl RunningWorker {
 }
 
 async fn audit_count(app: &TestApp) -> i64 {
-    sqlx::query_scalar("select count(*) from audit_log")
-        .fetch_one(&app.pool)
-        .await
-        .unwrap()
+    app.count("audit_log").await
 }
 
 async fn wait_audit_count(app: &TestApp, n: i64, within: Duration) {
@@ -252,10 +249,7 @@ async fn a_poison_message_is_dead_lettered_after_bounded_deliveries_and_acked() 
     assert!(rows[1].0.contains("no sender"), "{}", rows[1].0);
     // Acked: nothing left for the consumer, nothing redelivered into a third row.
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let n: i64 = sqlx::query_scalar("select count(*) from dead_letters")
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
+    let n: i64 = app.count("dead_letters").await;
     assert_eq!(n, 2);
     assert_eq!(audit_count(&app).await, 0);
     worker.stop().await;
@@ -518,15 +512,7 @@ async fn the_http_api_authenticates_filters_and_pages() {
             "{q}: {err}"
         );
     }
-    let spec: Value = app
-        .http
-        .get(app.url("/api/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let spec = app.get_json("/api/openapi.json").await;
     assert!(spec["paths"]["/api/audit"]["get"].is_object());
     app.stop().await;
 
@@ -598,10 +584,7 @@ async fn a_worker_whose_database_is_down_retries_and_never_dead_letters() {
             .unwrap()
             .retried;
     }
-    let dead: i64 = sqlx::query_scalar("select count(*) from dead_letters")
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
+    let dead: i64 = app.count("dead_letters").await;
     assert_eq!(
         dead, 0,
         "delivered {retried} times past the bound of 2, still not dead-lettered"

@@ -136,18 +136,32 @@ impl TestApp {
         self.post(name, body, Some(&auth)).await
     }
 
-    pub async fn activity_count(&self) -> i64 {
-        sqlx::query_scalar("select count(*) from activities")
+    /// Rows in one of our tables.
+    pub async fn count(&self, table: &str) -> i64 {
+        assert!(table.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'));
+        sqlx::query_scalar(&format!("select count(*) from {table}"))
             .fetch_one(&self.pool)
             .await
             .unwrap()
     }
 
+    pub async fn activity_count(&self) -> i64 {
+        self.count("activities").await
+    }
+
     pub async fn outbox_count(&self) -> i64 {
-        sqlx::query_scalar("select count(*) from outbox")
-            .fetch_one(&self.pool)
+        self.count("outbox").await
+    }
+
+    /// GETs a path and decodes the JSON body, whatever the status.
+    pub async fn get_json(&self, path: &str) -> serde_json::Value {
+        let r = self
+            .http
+            .get(self.url(path))
+            .send()
             .await
-            .unwrap()
+            .expect("the service answers");
+        r.json().await.expect("a JSON body")
     }
 
     /// Waits until the relay has published everything committed.

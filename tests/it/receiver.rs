@@ -319,15 +319,7 @@ async fn an_activity_of_another_type_goes_to_its_own_subject_and_hostile_types_a
 #[tokio::test]
 async fn health_readiness_and_metrics_answer() {
     let app = TestApp::spawn().await;
-    let health: Value = app
-        .http
-        .get(app.url("/healthz"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let health = app.get_json("/healthz").await;
     assert_eq!(health["status"], "ok");
     let ready = eventually(Duration::from_secs(5), "readiness", || async {
         let r = app.http.get(app.url("/readyz")).send().await.unwrap();
