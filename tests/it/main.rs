@@ -2,6 +2,7 @@
 
 mod audit;
 mod cli;
+mod compose;
 mod helpers;
 mod outage;
 mod receiver;
