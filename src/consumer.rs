@@ -12,7 +12,14 @@
 //! [`Worker::run_once`] is one fetch-handle-ack step that tests call directly;
 //! [`Worker::run`] loops it until shutdown, finishing the batch in hand.
 
-use std::{future::Future, time::Duration};
+use std::{
+    future::Future,
+    sync::{
+        atomic::{AtomicI64, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
 
 use async_nats::jetstream::{
     self,
@@ -85,6 +92,31 @@ pub struct Worker<H> {
     consumer: PullConsumer,
     spec: ConsumerSpec,
     handler: H,
+    heartbeat: Heartbeat,
+}
+
+/// When a worker last completed a step; its `/healthz` turns 503 when that is too long ago
+/// (NATS or the consumer unreachable, a step stuck), not merely when the process is gone.
+#[derive(Debug, Clone)]
+pub struct Heartbeat(Arc<AtomicI64>);
+
+impl Heartbeat {
+    fn new() -> Self {
+        let h = Self(Arc::new(AtomicI64::new(0)));
+        h.beat();
+        h
+    }
+
+    fn beat(&self) {
+        self.0
+            .store(chrono::Utc::now().timestamp_millis(), Ordering::Relaxed);
+    }
+
+    /// Time since the last completed step (or since the worker connected).
+    pub fn age(&self) -> Duration {
+        let ms = chrono::Utc::now().timestamp_millis() - self.0.load(Ordering::Relaxed);
+        Duration::from_millis(ms.max(0) as u64)
+    }
 }
 
 impl<H: Handler> Worker<H> {
@@ -122,7 +154,13 @@ impl<H: Handler> Worker<H> {
             consumer,
             spec,
             handler,
+            heartbeat: Heartbeat::new(),
         })
+    }
+
+    /// The worker's heartbeat, for its health endpoint.
+    pub fn heartbeat(&self) -> Heartbeat {
+        self.heartbeat.clone()
     }
 
     /// One step: fetch up to a batch (waiting at most `wait` for the first message), handle,
@@ -283,7 +321,10 @@ impl<H: Handler> Worker<H> {
             // Not raced against shutdown: a step waits at most ~1 s for messages and is then
             // finished, so nothing is left half-handled.
             match self.run_once(Duration::from_secs(1)).await {
-                Ok(_) => backoff.reset(),
+                Ok(_) => {
+                    self.heartbeat.beat();
+                    backoff.reset();
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "worker step failed; backing off");
                     tokio::select! {

@@ -5,7 +5,7 @@ use std::{str::FromStr, time::Duration};
 use sqlx::{
     migrate::MigrateDatabase,
     postgres::{PgConnectOptions, PgPoolOptions},
-    PgPool, Postgres,
+    Connection, PgConnection, PgPool, Postgres,
 };
 
 use crate::config::Config;
@@ -25,20 +25,23 @@ pub async fn prepare(config: &Config) -> anyhow::Result<PgPool> {
             }
         }
     }
-    let pool = connect(config)?;
+    // Migrations run on their own connection, without the request path's statement timeout:
+    // a migration of a large table may rightly take longer than a reply budget.
+    let mut conn = PgConnection::connect_with(&base_options(config)?)
+        .await
+        .map_err(redact)?;
     MIGRATOR
-        .run(&pool)
+        .run(&mut conn)
         .await
         .map_err(|e| anyhow::anyhow!("applying migrations: {e}"))?;
-    Ok(pool)
+    let _ = conn.close().await;
+    connect(config)
 }
 
 /// A lazily connecting pool sized and time-boxed from the config. Acquiring a connection
 /// never waits longer than the reply budget allows, so a dead Postgres becomes a fast 503.
 pub fn connect(config: &Config) -> anyhow::Result<PgPool> {
-    let options = PgConnectOptions::from_str(config.database_url.expose())
-        .map_err(|_| anyhow::anyhow!("invalid setting DATABASE_URL: not a valid Postgres URL"))?
-        .application_name("teams-bridge")
+    let options = base_options(config)?
         // A statement that cannot finish inside the reply budget is cancelled by Postgres
         // itself, so a request answered 503 is not committed later behind the caller's back.
         .options([(
@@ -51,6 +54,12 @@ pub fn connect(config: &Config) -> anyhow::Result<PgPool> {
         .min_connections(1)
         .acquire_timeout(acquire)
         .connect_lazy_with(options))
+}
+
+fn base_options(config: &Config) -> anyhow::Result<PgConnectOptions> {
+    Ok(PgConnectOptions::from_str(config.database_url.expose())
+        .map_err(|_| anyhow::anyhow!("invalid setting DATABASE_URL: not a valid Postgres URL"))?
+        .application_name("teams-bridge"))
 }
 
 /// sqlx errors can quote the connection URL; keep only the kind of failure.

@@ -9,7 +9,7 @@ use axum::{
 };
 use serde_json::json;
 
-use crate::{receiver, state::AppState};
+use crate::{consumer::Heartbeat, receiver, state::AppState};
 
 /// All routes. Tests drive this without a socket.
 pub fn router(state: AppState) -> Router {
@@ -26,18 +26,31 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// The worker's small HTTP surface: liveness and its metrics.
-pub fn worker_router() -> Router {
+/// The worker's small HTTP surface: health (from its heartbeat) and its metrics.
+pub fn worker_router(heartbeat: Heartbeat) -> Router {
     let handle = crate::telemetry::metrics();
-    Router::new().route("/healthz", get(healthz)).route(
-        "/metrics",
-        get(move || async move {
-            (
-                [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-                handle.render(),
-            )
-        }),
-    )
+    let health = move || async move {
+        let age = heartbeat.age().as_secs_f64();
+        // A step completes at least every ~1 s while NATS answers; 30 s without one is stuck.
+        let (status, word) = if age < 30.0 {
+            (StatusCode::OK, "ok")
+        } else {
+            (StatusCode::SERVICE_UNAVAILABLE, "stalled")
+        };
+        (
+            status,
+            Json(json!({ "status": word, "last_step_seconds_ago": age })),
+        )
+    };
+    let metrics = move || async move {
+        (
+            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+            handle.render(),
+        )
+    };
+    Router::new()
+        .route("/healthz", get(health))
+        .route("/metrics", get(metrics))
 }
 
 /// The process is alive and serving HTTP.

@@ -30,6 +30,7 @@ async fn start_worker(app: &TestApp) -> RunningWorker {
     let worker = app::hr_audit_worker(&app.config)
         .await
         .expect("worker connects");
+    assert!(worker.heartbeat().age() < Duration::from_secs(5));
     let stop = CancellationToken::new();
     let s = stop.clone();
     let task = tokio::spawn(async move { worker.run(s).await });
@@ -600,5 +601,42 @@ async fn a_worker_whose_database_is_down_retries_and_never_dead_letters() {
         worker.run_once(Duration::from_secs(3)).await.unwrap();
     }
     assert_eq!(audit_count(&app).await, 1);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_running_worker_reports_healthy_and_serves_its_metrics() {
+    let app = TestApp::spawn().await;
+    let worker = app::hr_audit_worker(&app.config).await.unwrap();
+    let router = teams_bridge::http::worker_router(worker.heartbeat());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    let stop = CancellationToken::new();
+    let s = stop.clone();
+    let task = tokio::spawn(async move { worker.run(s).await });
+    let body = hr_message("h-1", "view employee E-5", "Eve");
+    assert_eq!(app.post_signed("contoso", &body).await.status(), 200);
+    wait_audit_count(&app, 1, Duration::from_secs(10)).await;
+    let health: Value = reqwest::get(format!("http://{addr}/healthz"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["status"], "ok");
+    assert!(health["last_step_seconds_ago"].as_f64().unwrap() < 5.0);
+    let metrics = reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("teams_bridge_worker_processed_total"),
+        "{metrics}"
+    );
+    stop.cancel();
+    let _ = task.await;
     app.stop().await;
 }

@@ -35,6 +35,27 @@ async fn with_tls_cert_and_key_the_service_speaks_https() {
         .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(app.activity_count().await, 1);
+    // The container health check finds HTTPS by itself from the same settings.
+    // (Run off the test's runtime thread: the server under test lives on it.)
+    let port = app.addr.port();
+    let (cp, kp) = (cert_path.clone(), key_path.clone());
+    let hc = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_teams-bridge"))
+            .arg("healthcheck")
+            .env_clear()
+            .env("LISTEN_ADDR", format!("0.0.0.0:{port}"))
+            .env("TLS_CERT", cp)
+            .env("TLS_KEY", kp)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        hc.status.success(),
+        "{}",
+        String::from_utf8_lossy(&hc.stderr)
+    );
     // Plain HTTP on the TLS port gets nowhere.
     assert!(
         reqwest::get(format!("http://127.0.0.1:{}/healthz", app.addr.port()))
