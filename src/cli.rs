@@ -52,6 +52,8 @@ pub enum Command {
         #[arg(long)]
         url: Option<String>,
     },
+    /// Load-test a running service (open or closed loop), then check the ledger.
+    Bench(crate::bench::BenchArgs),
 }
 
 /// Options of `teams-bridge simulate`.
@@ -309,6 +311,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
         }
+        Command::Bench(args) => crate::bench::run_cli(args, cli.config.as_deref()).await,
         Command::Migrate => {
             let config = load(cli.config.as_deref())?;
             db::prepare(&config).await?;

@@ -20,6 +20,7 @@ pub mod app;
 pub mod audit;
 pub mod audit_query;
 pub mod backoff;
+pub mod bench;
 pub mod cli;
 pub mod command;
 pub mod config;

@@ -1,6 +1,7 @@
 //! One integration test binary against the machine's real Postgres and NATS.
 
 mod audit;
+mod bench_smoke;
 mod cli;
 mod compose;
 mod helpers;
