@@ -147,6 +147,25 @@ pub async fn run_cli(
     config_file: Option<&std::path::Path>,
 ) -> anyhow::Result<ExitCode> {
     let addr = bridge_addr(&args.url)?;
+    // Every load is bounded: at most an hour, a million requests per second, 20,000 sockets.
+    anyhow::ensure!(
+        args.duration > 0.0 && args.duration <= 3600.0,
+        "--duration must be between 0 and 3600 seconds"
+    );
+    anyhow::ensure!(
+        args.timeout > 0.0 && args.timeout <= 60.0,
+        "--timeout must be between 0 and 60 seconds"
+    );
+    anyhow::ensure!(
+        args.rate.is_none_or(|r| r > 0.0 && r <= 1e6),
+        "--rate must be between 0 and 1,000,000"
+    );
+    anyhow::ensure!(
+        args.connections.max(args.concurrency.unwrap_or(1)) <= 20_000
+            && args.connections > 0
+            && args.concurrency != Some(0),
+        "--connections and --concurrency must be between 1 and 20,000"
+    );
     let mode = match (args.rate, args.concurrency) {
         (Some(rate), _) => Mode::Open { rate },
         (None, Some(c)) => Mode::Closed { concurrency: c },
