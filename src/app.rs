@@ -42,8 +42,11 @@ impl Application {
             Err(_) => tracing::warn!("NATS not reachable yet; the relay will retry"),
         }
         let wake = Arc::new(Notify::new());
-        let committers = (config.database_pool_size as usize)
-            .saturating_sub(4)
+        // Few concurrent commits make larger batches: at load, a request waits for the commit in
+        // progress and joins the next one, instead of each request paying its own commit.
+        let committers = config
+            .commit_tasks
+            .min(config.database_pool_size as usize)
             .max(1);
         let committer = Committer::spawn(
             pool.clone(),

@@ -85,6 +85,8 @@ pub struct Config {
     pub body_limit: usize,
     /// `MAX_IN_FLIGHT`: webhook requests processed at once; beyond it, 503 + Retry-After.
     pub max_in_flight: usize,
+    /// `COMMIT_TASKS`: concurrent group commits (each holds one Postgres connection).
+    pub commit_tasks: usize,
     /// `COMMIT_BATCH_MAX`: most activities committed in one group commit.
     pub commit_batch_max: usize,
     /// `RELAY_BATCH_SIZE`: most outbox rows published per relay step.
@@ -127,6 +129,7 @@ pub const ENV_VARS: &[&str] = &[
     "BODY_LIMIT_BYTES",
     "MAX_IN_FLIGHT",
     "COMMIT_BATCH_MAX",
+    "COMMIT_TASKS",
     "RELAY_BATCH_SIZE",
     "AUDIT_API_TOKEN",
     "HR_AUDIT_CONSUMER",
@@ -174,6 +177,7 @@ struct FileConfig {
     body_limit_bytes: Option<usize>,
     max_in_flight: Option<usize>,
     commit_batch_max: Option<usize>,
+    commit_tasks: Option<usize>,
     relay_batch_size: Option<i64>,
     audit_api_token: Option<String>,
     hr_audit_consumer: Option<String>,
@@ -310,6 +314,7 @@ impl Config {
             reply_budget,
             body_limit: positive(env, "BODY_LIMIT_BYTES", f.body_limit_bytes, 256 * 1024)?,
             max_in_flight: positive(env, "MAX_IN_FLIGHT", f.max_in_flight, 2048)?,
+            commit_tasks: positive(env, "COMMIT_TASKS", f.commit_tasks, 4)?,
             commit_batch_max: positive(env, "COMMIT_BATCH_MAX", f.commit_batch_max, 512)?,
             relay_batch_size: positive(env, "RELAY_BATCH_SIZE", f.relay_batch_size, 512)?,
             audit_api_token: env("AUDIT_API_TOKEN")

@@ -51,12 +51,20 @@ pub async fn receive(
     let (outcome, mut response) = match result {
         Ok((outcome, reply)) => (outcome, (StatusCode::OK, Json(reply)).into_response()),
         Err((outcome, err)) => {
-            span.in_scope(|| tracing::warn!(status = err.status.as_u16(), outcome, reason = %err.message, "webhook refused"));
+            // Shedding is counted in metrics; a log line per shed request would add load
+            // exactly when there is too much of it.
+            if outcome == "overloaded" {
+                span.in_scope(|| tracing::debug!(outcome, "webhook refused"));
+            } else {
+                span.in_scope(|| tracing::warn!(status = err.status.as_u16(), outcome, reason = %err.message, "webhook refused"));
+            }
             (outcome, err.into_response())
         }
     };
     span.in_scope(|| {
-        tracing::info!(
+        // One line per request is an access log; at thousands per second it costs a good
+        // share of a core, so it is debug. Refusals above are warnings.
+        tracing::debug!(
             outcome,
             status = response.status().as_u16(),
             elapsed_ms = elapsed.as_secs_f64() * 1e3,
