@@ -59,7 +59,7 @@ const CLAIM: &str = r#"
 select o.event_id, a.webhook, a.activity_type, a.conversation_id,
        coalesce(a.activity_timestamp, a.received_at) as time, a.traceparent, a.raw
 from outbox o join activities a using (event_id)
-order by o.created_at, o.event_id
+order by o.event_id
 limit $1
 for update of o skip locked
 "#;

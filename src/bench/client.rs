@@ -1,18 +1,20 @@
-//! A minimal HTTP/1.1 client over one kept-alive TCP connection.
+//! The load generator's HTTP/1.1 client: hyper's connection-level API over a fixed pool.
 //!
-//! The load generator shares two cores with the service, Postgres and NATS, so it must be
-//! cheap per request, and the connection pool must be exactly the size asked for: each
-//! [`Conn`] is one socket used for one request at a time (no pipelining), reconnecting only
-//! when the server closes it or a request fails. Responses must carry `Content-Length`
-//! (axum and hyper always send it for these bodies).
+//! The bench needs exactly the pool it asked for — each [`Conn`] is one kept-alive socket
+//! carrying one request at a time, reconnected only when the server closes it or a request
+//! fails — so it drives `hyper::client::conn::http1` directly rather than a pooling client.
 
 use std::{io, net::SocketAddr};
 
-use bytes::{Bytes, BytesMut};
-use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
-    net::TcpStream,
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{
+    client::conn::http1,
+    header::{AUTHORIZATION, CONTENT_TYPE, HOST, RETRY_AFTER},
+    Request,
 };
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
 
 /// The parts of a response the bench looks at.
 #[derive(Debug)]
@@ -25,27 +27,28 @@ pub struct Response {
     pub body: Bytes,
 }
 
-/// One keep-alive connection.
-pub struct Conn {
-    stream: TcpStream,
-    buf: BytesMut,
-    open: bool,
+/// A signed request, ready to send.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    host: String,
+    path: String,
+    authorization: String,
+    body: Bytes,
 }
 
-/// Builds the request bytes: headers and body in one buffer, written with one syscall.
-pub fn request(host: &str, path: &str, authorization: &str, body: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(body.len() + 256);
-    out.extend_from_slice(b"POST ");
-    out.extend_from_slice(path.as_bytes());
-    out.extend_from_slice(b" HTTP/1.1\r\nhost: ");
-    out.extend_from_slice(host.as_bytes());
-    out.extend_from_slice(b"\r\ncontent-type: application/json; charset=utf-8\r\nauthorization: ");
-    out.extend_from_slice(authorization.as_bytes());
-    out.extend_from_slice(b"\r\ncontent-length: ");
-    out.extend_from_slice(body.len().to_string().as_bytes());
-    out.extend_from_slice(b"\r\n\r\n");
-    out.extend_from_slice(body);
-    out
+/// Prepares a signed webhook POST.
+pub fn request(host: &str, path: &str, authorization: &str, body: &[u8]) -> Prepared {
+    Prepared {
+        host: host.to_owned(),
+        path: path.to_owned(),
+        authorization: authorization.to_owned(),
+        body: Bytes::copy_from_slice(body),
+    }
+}
+
+/// One keep-alive connection.
+pub struct Conn {
+    sender: http1::SendRequest<Full<Bytes>>,
 }
 
 impl Conn {
@@ -53,157 +56,92 @@ impl Conn {
     pub async fn connect(addr: SocketAddr) -> io::Result<Self> {
         let stream = TcpStream::connect(addr).await?;
         stream.set_nodelay(true)?;
-        Ok(Self {
-            stream,
-            buf: BytesMut::with_capacity(4096),
-            open: true,
-        })
+        let (sender, connection) = http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(io::Error::other)?;
+        // The connection task ends when the server closes it or the sender is dropped.
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        Ok(Self { sender })
     }
 
     /// Whether the connection may carry another request.
     pub fn is_open(&self) -> bool {
-        self.open
+        !self.sender.is_closed()
     }
 
     /// Sends one request and reads its whole response.
-    pub async fn send(&mut self, request: &[u8]) -> io::Result<Response> {
-        if !self.buf.is_empty() {
-            self.open = false;
-            return Err(io::Error::other("unexpected bytes before a request"));
-        }
-        let result = self.exchange(request).await;
-        if result.is_err() {
-            self.open = false;
-        }
-        result
-    }
-
-    async fn exchange(&mut self, request: &[u8]) -> io::Result<Response> {
-        self.stream.write_all(request).await?;
-        let head_len = loop {
-            if let Some(i) = find(&self.buf, b"\r\n\r\n") {
-                break i + 4;
-            }
-            if self.buf.len() > 64 * 1024 {
-                return Err(io::Error::other("response head too large"));
-            }
-            self.fill().await?;
-        };
-        let head = parse_head(&self.buf[..head_len])?;
-        if !head.keep_alive {
-            self.open = false;
-        }
-        while self.buf.len() < head_len + head.content_length {
-            self.fill().await?;
-        }
-        let mut message = self.buf.split_to(head_len + head.content_length);
-        let body = message.split_off(head_len).freeze();
+    pub async fn send(&mut self, r: &Prepared) -> io::Result<Response> {
+        self.sender.ready().await.map_err(io::Error::other)?;
+        let request = Request::post(r.path.as_str())
+            .header(HOST, r.host.as_str())
+            .header(CONTENT_TYPE, "application/json; charset=utf-8")
+            .header(AUTHORIZATION, r.authorization.as_str())
+            .body(Full::new(r.body.clone()))
+            .map_err(io::Error::other)?;
+        let response = self
+            .sender
+            .send_request(request)
+            .await
+            .map_err(io::Error::other)?;
+        let status = response.status().as_u16();
+        let retry_after = response.headers().contains_key(RETRY_AFTER);
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(io::Error::other)?
+            .to_bytes();
         Ok(Response {
-            status: head.status,
-            retry_after: head.retry_after,
+            status,
+            retry_after,
             body,
         })
     }
-
-    async fn fill(&mut self) -> io::Result<()> {
-        self.buf.reserve(4096);
-        let n = self.stream.read_buf(&mut self.buf).await?;
-        if n == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "server closed the connection",
-            ));
-        }
-        Ok(())
-    }
-}
-
-struct Head {
-    status: u16,
-    content_length: usize,
-    retry_after: bool,
-    keep_alive: bool,
-}
-
-fn parse_head(head: &[u8]) -> io::Result<Head> {
-    let bad = |what: &str| io::Error::new(io::ErrorKind::InvalidData, what.to_owned());
-    let text = std::str::from_utf8(head).map_err(|_| bad("response head is not UTF-8"))?;
-    let mut lines = text.split("\r\n");
-    let status_line = lines.next().unwrap_or_default();
-    let mut words = status_line.split(' ');
-    let version = words.next().unwrap_or_default();
-    if !version.starts_with("HTTP/1.") {
-        return Err(bad("not an HTTP/1.x response"));
-    }
-    let status = words
-        .next()
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| bad("bad status line"))?;
-    let mut out = Head {
-        status,
-        content_length: usize::MAX,
-        retry_after: false,
-        keep_alive: version == "HTTP/1.1",
-    };
-    for line in lines.filter(|l| !l.is_empty()) {
-        let Some((name, value)) = line.split_once(':') else {
-            return Err(bad("bad header line"));
-        };
-        let value = value.trim();
-        if name.eq_ignore_ascii_case("content-length") {
-            out.content_length = value.parse().map_err(|_| bad("bad content-length"))?;
-        } else if name.eq_ignore_ascii_case("retry-after") {
-            out.retry_after = !value.is_empty();
-        } else if name.eq_ignore_ascii_case("connection") {
-            out.keep_alive = !value.eq_ignore_ascii_case("close");
-        } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            return Err(bad(
-                "chunked responses are not supported by the bench client",
-            ));
-        }
-    }
-    if out.content_length == usize::MAX {
-        // 1xx/204/304 have no body; anything else must say how long it is.
-        if status == 204 || status == 304 || status < 200 {
-            out.content_length = 0;
-        } else {
-            return Err(bad("response without content-length"));
-        }
-    }
-    Ok(out)
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn response_heads_are_read() {
-        let h = parse_head(
-            b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nRetry-After: 1\r\ncontent-length: 42\r\n\r\n",
-        )
-        .unwrap();
-        assert_eq!(
-            (h.status, h.content_length, h.retry_after, h.keep_alive),
-            (503, 42, true, true)
+    #[tokio::test]
+    async fn a_connection_is_kept_alive_across_requests_and_reads_retry_after() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = accepted.clone();
+        let app = axum::Router::new().route(
+            "/webhooks/x",
+            axum::routing::post(|body: Bytes| async move {
+                ([(RETRY_AFTER, "1")], format!("got {}", body.len()))
+            }),
         );
-        let h = parse_head(b"HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 2\r\n\r\n")
-            .unwrap();
-        assert_eq!((h.status, h.retry_after, h.keep_alive), (200, false, false));
-        assert!(parse_head(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n").is_err());
-        assert!(parse_head(b"SSH-2.0\r\n\r\n").is_err());
-    }
-
-    #[test]
-    fn requests_carry_length_and_signature() {
-        let r = request("127.0.0.1:1", "/webhooks/x", "HMAC abc", b"{}");
-        let text = String::from_utf8(r).unwrap();
-        assert!(text.starts_with("POST /webhooks/x HTTP/1.1\r\n"));
-        assert!(text.contains("\r\nauthorization: HMAC abc\r\n"));
-        assert!(text.ends_with("content-length: 2\r\n\r\n{}"));
+        tokio::spawn(async move {
+            loop {
+                let (stream, _) = listener.accept().await.unwrap();
+                count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let svc = hyper_util::service::TowerToHyperService::new(app.clone());
+                tokio::spawn(
+                    hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc),
+                );
+            }
+        });
+        let mut conn = Conn::connect(addr).await.unwrap();
+        let req = request(&addr.to_string(), "/webhooks/x", "HMAC abc", b"{}");
+        for _ in 0..3 {
+            let r = conn.send(&req).await.unwrap();
+            assert_eq!(
+                (r.status, r.retry_after, r.body.as_ref()),
+                (200, true, &b"got 2"[..])
+            );
+        }
+        assert!(conn.is_open());
+        assert_eq!(
+            accepted.load(std::sync::atomic::Ordering::Relaxed),
+            1,
+            "one socket for all requests"
+        );
     }
 }
