@@ -55,13 +55,19 @@ pub enum RelayError {
 /// How long the relay waits after a wake-up before claiming, so that it publishes batches.
 const RELAY_LINGER: Duration = Duration::from_millis(3);
 
+// The rows are claimed first and joined after: a plain join ordered by event id lets the
+// planner merge-join along the whole `activities` primary key.
 const CLAIM: &str = r#"
-select o.event_id, a.webhook, a.activity_type, a.conversation_id,
+with claimed as (
+    select event_id from outbox
+    order by event_id
+    limit $1
+    for update skip locked
+)
+select c.event_id, a.webhook, a.activity_type, a.conversation_id,
        coalesce(a.activity_timestamp, a.received_at) as time, a.traceparent, a.raw
-from outbox o join activities a using (event_id)
-order by o.event_id
-limit $1
-for update of o skip locked
+from claimed c join activities a using (event_id)
+order by c.event_id
 "#;
 
 type Row = (
