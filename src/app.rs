@@ -2,7 +2,7 @@
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
@@ -10,7 +10,7 @@ use crate::{
     config::Config,
     consumer::{ConsumerSpec, Worker},
     db, http,
-    outbox::Relay,
+    outbox::{Hints, Relay},
     state::AppState,
     store::Committer,
     stream,
@@ -21,7 +21,7 @@ pub struct Application {
     listener: std::net::TcpListener,
     state: AppState,
     relay: Relay,
-    wake: Arc<Notify>,
+    hints: Arc<Hints>,
 }
 
 impl Application {
@@ -41,7 +41,7 @@ impl Application {
             Ok(Err(e)) => tracing::warn!(error = %e, "stream not ready yet; the relay will retry"),
             Err(_) => tracing::warn!("NATS not reachable yet; the relay will retry"),
         }
-        let wake = Arc::new(Notify::new());
+        let hints = Arc::new(Hints::default());
         // Few concurrent commits make larger batches: at load, a request waits for the commit in
         // progress and joins the next one, instead of each request paying its own commit.
         let committers = config
@@ -52,7 +52,7 @@ impl Application {
             pool.clone(),
             committers,
             config.commit_batch_max,
-            wake.clone(),
+            hints.clone(),
         );
         let listener = std::net::TcpListener::bind(config.listen_addr)
             .map_err(|e| anyhow::anyhow!("binding LISTEN_ADDR {}: {e}", config.listen_addr))?;
@@ -77,7 +77,7 @@ impl Application {
             listener,
             state,
             relay,
-            wake,
+            hints,
         })
     }
 
@@ -100,13 +100,13 @@ impl Application {
             listener,
             state,
             relay,
-            wake,
+            hints,
         } = self;
         let relay_stop = CancellationToken::new();
         let relay_task = tokio::spawn(run_relay(
             relay.clone(),
             state.config.clone(),
-            wake,
+            Some(hints),
             relay_stop.clone(),
         ));
         let router = http::router(state.clone());
@@ -149,10 +149,11 @@ impl Application {
 }
 
 /// Makes sure the stream exists (retrying while NATS is down), then relays until stopped.
+/// `hints` are the ids the receiver of this process commits; `None` for a relay on its own.
 pub async fn run_relay(
     relay: Relay,
     config: Arc<Config>,
-    wake: Arc<Notify>,
+    hints: Option<Arc<Hints>>,
     stop: CancellationToken,
 ) {
     let mut backoff =
@@ -164,7 +165,7 @@ pub async fn run_relay(
             _ = stop.cancelled() => return,
         }
     }
-    relay.run(wake, stop).await;
+    relay.run(hints, stop).await;
 }
 
 /// Connects the HR audit worker: database (created and migrated), NATS, the stream (created

@@ -4,7 +4,6 @@
 use std::{io::Read, path::PathBuf, process::ExitCode, sync::Arc};
 
 use clap::{Parser, Subcommand};
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::{app, config::Config, db, outbox::Relay, signature, stream, telemetry};
@@ -199,7 +198,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 subject_prefix: config.subject_prefix.clone(),
                 batch_size: config.relay_batch_size,
             };
-            app::run_relay(relay, Arc::new(config), Arc::new(Notify::new()), shutdown).await;
+            app::run_relay(relay, Arc::new(config), None, shutdown).await;
             Ok(ExitCode::SUCCESS)
         }
         Command::Worker {

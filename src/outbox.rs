@@ -6,8 +6,18 @@
 //! the rest, all in the claiming transaction. A crash anywhere leaves the rows in the outbox:
 //! they are published again, and JetStream's `Nats-Msg-Id` de-duplication (a duplicate ack
 //! counts as delivered) keeps the stream at one message per activity.
+//!
+//! Where rows are found: the receiver hands the relay of its own process the ids it just
+//! committed ([`Hints`]), and the relay claims exactly those rows by primary key. A sweep from
+//! the oldest end of the outbox (at most once a second, and on every Postgres `NOTIFY` for a
+//! relay running alone) catches everything else: rows of crashed processes, failed publishes,
+//! hints dropped while NATS was away. Scanning from the oldest end on every commit would walk
+//! the dead index entries that a busy queue table leaves behind faster than vacuum removes them.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use async_nats::jetstream::{self, message::PublishMessage};
 use chrono::{DateTime, Utc};
@@ -52,6 +62,9 @@ pub enum RelayError {
     Database(#[from] sqlx::Error),
 }
 
+/// How often the relay sweeps the outbox from its oldest end when hints keep it busy.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+
 /// How long the relay waits after a wake-up before claiming, so that it publishes batches.
 const RELAY_LINGER: Duration = Duration::from_millis(3);
 
@@ -70,6 +83,57 @@ from claimed c join activities a using (event_id)
 order by c.event_id
 "#;
 
+const CLAIM_IDS: &str = r#"
+with claimed as (
+    select event_id from outbox
+    where event_id = any($1)
+    order by event_id
+    for update skip locked
+)
+select c.event_id, a.webhook, a.activity_type, a.conversation_id,
+       coalesce(a.activity_timestamp, a.received_at) as time, a.traceparent, a.raw
+from claimed c join activities a using (event_id)
+order by c.event_id
+"#;
+
+/// Most ids held for the relay; beyond it they are dropped and the sweep finds their rows.
+const MAX_HINTS: usize = 100_000;
+
+/// Ids committed in this process and not yet claimed by its relay.
+#[derive(Debug, Default)]
+pub struct Hints {
+    ids: std::sync::Mutex<Vec<Uuid>>,
+    notify: Notify,
+}
+
+impl Hints {
+    /// Records newly committed ids and wakes the relay.
+    pub fn push(&self, ids: impl IntoIterator<Item = Uuid>) {
+        {
+            let mut held = self.ids.lock().expect("hint lock is never poisoned");
+            let room = MAX_HINTS.saturating_sub(held.len());
+            held.extend(ids.into_iter().take(room));
+        }
+        self.notify.notify_one();
+    }
+
+    /// Takes up to `max` ids, oldest first.
+    pub fn take(&self, max: usize) -> Vec<Uuid> {
+        let mut held = self.ids.lock().expect("hint lock is never poisoned");
+        let n = held.len().min(max);
+        held.drain(..n).collect()
+    }
+
+    /// Wakes the relay without ids (a `NOTIFY` from another process): it sweeps.
+    pub fn wake(&self) {
+        self.notify.notify_one();
+    }
+
+    async fn notified(&self) {
+        self.notify.notified().await
+    }
+}
+
 type Row = (
     Uuid,
     String,
@@ -81,13 +145,32 @@ type Row = (
 );
 
 impl Relay {
-    /// One step: claim, publish, mark. Returns what happened; never waits on an empty outbox.
+    /// One sweep step: claim the oldest rows, publish, mark. Never waits on an empty outbox.
     pub async fn run_once(&self) -> Result<Outcome, RelayError> {
+        self.step(None).await
+    }
+
+    /// One step over the given ids (rows already published or claimed elsewhere are skipped).
+    pub async fn publish_ids(&self, ids: &[Uuid]) -> Result<Outcome, RelayError> {
+        self.step(Some(ids)).await
+    }
+
+    async fn step(&self, ids: Option<&[Uuid]>) -> Result<Outcome, RelayError> {
         let mut tx = self.pool.begin().await?;
-        let rows: Vec<Row> = sqlx::query_as(CLAIM)
-            .bind(self.batch_size)
-            .fetch_all(&mut *tx)
-            .await?;
+        let rows: Vec<Row> = match ids {
+            None => {
+                sqlx::query_as(CLAIM)
+                    .bind(self.batch_size)
+                    .fetch_all(&mut *tx)
+                    .await?
+            }
+            Some(ids) => {
+                sqlx::query_as(CLAIM_IDS)
+                    .bind(ids)
+                    .fetch_all(&mut *tx)
+                    .await?
+            }
+        };
         if rows.is_empty() {
             tx.commit().await?;
             return Ok(Outcome::Idle);
@@ -200,30 +283,55 @@ impl Relay {
         (acked, failed)
     }
 
-    /// The relay loop: runs steps while there is work, sleeps until woken (in-process commit,
-    /// Postgres `NOTIFY`, or a 1 s safety poll), backs off while NATS or Postgres is down.
-    pub async fn run(self, wake: Arc<Notify>, shutdown: CancellationToken) {
-        let listener = tokio::spawn(forward_notifications(
-            self.pool.clone(),
-            wake.clone(),
-            shutdown.clone(),
-        ));
+    /// The relay loop. With `hints` (inside `serve`) it publishes the ids its receiver just
+    /// committed and sweeps once a second; without (`teams-bridge relay`) it listens for
+    /// Postgres `NOTIFY` and sweeps on each. Backs off while NATS or Postgres is down.
+    pub async fn run(self, hints: Option<Arc<Hints>>, shutdown: CancellationToken) {
+        let alone = hints.is_none();
+        let hints = hints.unwrap_or_default();
+        let listener = alone.then(|| {
+            tokio::spawn(forward_notifications(
+                self.pool.clone(),
+                hints.clone(),
+                shutdown.clone(),
+            ))
+        });
         let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(5));
-        let mut gauges_at = tokio::time::Instant::now();
+        let mut gauges_at = Instant::now();
+        let mut last_sweep: Option<Instant> = None;
+        let mut sweep_now = true;
         loop {
             if shutdown.is_cancelled() {
                 break;
             }
             if gauges_at.elapsed() >= Duration::from_secs(5) {
-                gauges_at = tokio::time::Instant::now();
+                gauges_at = Instant::now();
                 self.record_backlog().await;
             }
-            let delay = match self.run_once().await {
-                Ok(Outcome::Published { acked, failed: 0 }) if acked as i64 >= self.batch_size => {
+            if last_sweep.is_none_or(|t| t.elapsed() >= SWEEP_EVERY) {
+                sweep_now = true;
+            }
+            let ids = hints.take(self.batch_size as usize);
+            let (sweeping, result) = if !ids.is_empty() {
+                (false, self.publish_ids(&ids).await)
+            } else if sweep_now {
+                last_sweep = Some(Instant::now());
+                (true, self.run_once().await)
+            } else {
+                (false, Ok(Outcome::Idle))
+            };
+            sweep_now = false;
+            let delay = match result {
+                Ok(Outcome::Published { acked, failed: 0 }) => {
                     backoff.reset();
-                    continue;
+                    // A full sweep means a backlog (after an outage): keep sweeping.
+                    sweep_now = sweeping && acked as i64 >= self.batch_size;
+                    if sweep_now || !ids.is_empty() {
+                        continue;
+                    }
+                    None
                 }
-                Ok(Outcome::Published { failed: 0, .. }) | Ok(Outcome::Idle) => {
+                Ok(Outcome::Idle) => {
                     backoff.reset();
                     None
                 }
@@ -239,28 +347,33 @@ impl Relay {
                         _ = tokio::time::sleep(d) => {}
                         _ = shutdown.cancelled() => break,
                     }
+                    // Whatever failed is still in the outbox: find it from there.
+                    sweep_now = true;
                 }
                 None => {
                     tokio::select! {
-                        _ = wake.notified() => {
+                        _ = hints.notified() => {
                             // Let the commits landing right now join this step: one claim per
                             // few milliseconds instead of one per commit under load.
                             tokio::time::sleep(RELAY_LINGER).await;
+                            sweep_now = alone;
                         }
-                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        _ = tokio::time::sleep(SWEEP_EVERY) => {}
                         _ = shutdown.cancelled() => break,
                     }
                 }
             }
         }
-        listener.abort();
+        if let Some(l) = listener {
+            l.abort();
+        }
         tracing::info!("relay stopped");
     }
 }
 
 /// Turns Postgres `NOTIFY teams_bridge_outbox` into wake-ups, so a relay running in another
 /// process than the receiver still starts within milliseconds of a commit.
-async fn forward_notifications(pool: PgPool, wake: Arc<Notify>, shutdown: CancellationToken) {
+async fn forward_notifications(pool: PgPool, wake: Arc<Hints>, shutdown: CancellationToken) {
     loop {
         let mut listener = match sqlx::postgres::PgListener::connect_with(&pool).await {
             Ok(l) => l,
@@ -277,7 +390,7 @@ async fn forward_notifications(pool: PgPool, wake: Arc<Notify>, shutdown: Cancel
         loop {
             tokio::select! {
                 n = listener.recv() => match n {
-                    Ok(_) => wake.notify_one(),
+                    Ok(_) => wake.wake(),
                     Err(_) => break,
                 },
                 _ = shutdown.cancelled() => return,

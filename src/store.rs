@@ -9,15 +9,19 @@
 //! Teams may deliver one message twice: `(webhook, activity_id)` is unique, the second insert
 //! does nothing, and the second request gets the first one's event id as its receipt.
 
-use std::{collections::HashMap, sync::Arc, time::Instant};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+    time::Instant,
+};
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
-use tokio::sync::{mpsc, oneshot, Mutex, Notify};
+use tokio::sync::{mpsc, oneshot, Mutex};
 use uuid::Uuid;
 
-use crate::activity::Activity;
+use crate::{activity::Activity, outbox::Hints};
 
 /// One verified activity on its way into Postgres.
 #[derive(Debug)]
@@ -75,9 +79,9 @@ pub struct Committer {
 }
 
 impl Committer {
-    /// Starts `tasks` committer tasks writing through `pool`; `wake` is notified after each
+    /// Starts `tasks` committer tasks writing through `pool`; `hints` receive the ids of each
     /// commit that queued outbox work, so an in-process relay starts at once.
-    pub fn spawn(pool: PgPool, tasks: usize, batch_max: usize, wake: Arc<Notify>) -> Self {
+    pub fn spawn(pool: PgPool, tasks: usize, batch_max: usize, hints: Arc<Hints>) -> Self {
         let (queue, rx) = mpsc::channel::<Job>(batch_max * tasks.max(1) * 2);
         let rx = Arc::new(Mutex::new(rx));
         for _ in 0..tasks.max(1) {
@@ -85,7 +89,7 @@ impl Committer {
                 pool.clone(),
                 rx.clone(),
                 batch_max.max(1),
-                wake.clone(),
+                hints.clone(),
             ));
         }
         Self { queue }
@@ -108,7 +112,7 @@ async fn run(
     pool: PgPool,
     rx: Arc<Mutex<mpsc::Receiver<Job>>>,
     batch_max: usize,
-    wake: Arc<Notify>,
+    hints: Arc<Hints>,
 ) {
     let mut jobs = Vec::with_capacity(batch_max);
     loop {
@@ -131,11 +135,11 @@ async fn run(
         if jobs.is_empty() {
             continue;
         }
-        commit_jobs(&pool, &mut jobs, &wake).await;
+        commit_jobs(&pool, &mut jobs, &hints).await;
     }
 }
 
-async fn commit_jobs(pool: &PgPool, jobs: &mut Vec<Job>, wake: &Notify) {
+async fn commit_jobs(pool: &PgPool, jobs: &mut Vec<Job>, hints: &Hints) {
     let started = Instant::now();
     let batch: Vec<&NewActivity> = jobs.iter().map(|j| &j.activity).collect();
     let result = insert_batch(pool, &batch).await;
@@ -143,10 +147,10 @@ async fn commit_jobs(pool: &PgPool, jobs: &mut Vec<Job>, wake: &Notify) {
     metrics::histogram!("teams_bridge_commit_batch_size").record(batch.len() as f64);
     match result {
         Ok(outcomes) => {
-            if outcomes.iter().any(|o| matches!(o, Stored::New(_))) {
-                wake.notify_waiters();
-                wake.notify_one();
-            }
+            hints.push(outcomes.iter().filter_map(|o| match o {
+                Stored::New(id) => Some(*id),
+                Stored::Duplicate(_) => None,
+            }));
             for (job, outcome) in jobs.drain(..).zip(outcomes) {
                 let _ = job.reply.send(Ok(outcome));
             }
@@ -155,8 +159,8 @@ async fn commit_jobs(pool: &PgPool, jobs: &mut Vec<Job>, wake: &Notify) {
         Err(sqlx::Error::Database(_)) if jobs.len() > 1 => {
             for job in jobs.drain(..) {
                 let result = insert_batch(pool, &[&job.activity]).await;
-                if matches!(result, Ok(ref o) if matches!(o[0], Stored::New(_))) {
-                    wake.notify_one();
+                if let Ok([Stored::New(id)]) = result.as_deref() {
+                    hints.push([*id]);
                 }
                 let _ = job.reply.send(result.map(|o| o[0]).map_err(classify));
             }
@@ -253,6 +257,7 @@ pub async fn insert_batch(
         return Ok(event_ids.into_iter().map(Stored::New).collect());
     }
     // Some were repeats (of earlier deliveries or of each other): find the ids they hold.
+    let inserted: HashSet<Uuid> = inserted.into_iter().collect();
     let repeats: Vec<&&NewActivity> = batch
         .iter()
         .filter(|a| !inserted.contains(&a.event_id))

@@ -214,8 +214,12 @@ async fn two_relays_side_by_side_publish_each_row_once() {
 
 async fn insert_directly(config: &Config, bodies: &[Vec<u8>]) {
     let pool = db::prepare(config).await.unwrap();
-    let committer =
-        teams_bridge::store::Committer::spawn(pool, 2, 64, Arc::new(tokio::sync::Notify::new()));
+    let committer = teams_bridge::store::Committer::spawn(
+        pool,
+        2,
+        64,
+        Arc::new(teams_bridge::outbox::Hints::default()),
+    );
     let name: Arc<str> = Arc::from("contoso");
     let jobs = bodies.iter().map(|b| {
         committer.commit(teams_bridge::store::NewActivity {
@@ -276,4 +280,41 @@ async fn an_unreachable_or_stalled_postgres_gets_a_fast_503_and_nothing_is_store
     assert_eq!(resp.status(), 200);
     direct.close().await;
     app.stop().await;
+}
+
+/// `teams-bridge relay` on its own: woken by Postgres NOTIFY, it publishes what another
+/// process committed.
+#[tokio::test]
+async fn a_relay_running_alone_publishes_what_another_process_committed() {
+    let config = teams_bridge::config::Config::from_map(&test_env(&[]), None).unwrap();
+    let pool = db::prepare(&config).await.unwrap();
+    let js = stream::context(stream::connect(&config).await.unwrap());
+    let stop = tokio_util::sync::CancellationToken::new();
+    let relay = Relay {
+        pool: pool.clone(),
+        js: js.clone(),
+        subject_prefix: config.subject_prefix.clone(),
+        batch_size: 100,
+    };
+    let task = tokio::spawn(teams_bridge::app::run_relay(
+        relay,
+        Arc::new(config.clone()),
+        None,
+        stop.clone(),
+    ));
+    let bodies: Vec<Vec<u8>> = (0..250).map(note).collect();
+    insert_directly(&config, &bodies).await;
+    eventually(Duration::from_secs(15), "the outbox to drain", || async {
+        let left: i64 = sqlx::query_scalar("select count(*) from outbox")
+            .fetch_one(&pool)
+            .await
+            .ok()?;
+        (left == 0).then_some(())
+    })
+    .await;
+    let mut s = js.get_stream(&config.stream_name).await.unwrap();
+    assert_eq!(s.info().await.unwrap().state.messages, 250);
+    stop.cancel();
+    let _ = task.await;
+    let _ = js.delete_stream(&config.stream_name).await;
 }

@@ -351,3 +351,40 @@ async fn health_readiness_and_metrics_answer() {
     assert!(metrics.contains("le=\"7.5\""), "buckets go past 5 s");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn the_request_trace_context_travels_on_the_published_message() {
+    let app = TestApp::spawn().await;
+    let resp = app
+        .http
+        .post(app.url("/webhooks/contoso"))
+        .header("authorization", CONTOSO_HEADER)
+        .header(
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        )
+        .body(fixture("contoso-docs-example.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    app.wait_outbox_empty(Duration::from_secs(10)).await;
+    let m = app.read_stream().await.pop().unwrap();
+    let tp = m
+        .headers
+        .as_ref()
+        .unwrap()
+        .get("traceparent")
+        .unwrap()
+        .as_str()
+        .to_string();
+    assert!(
+        tp.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"),
+        "{tp}"
+    );
+    assert!(
+        !tp.contains("00f067aa0ba902b7"),
+        "a new span id for our hop: {tp}"
+    );
+    app.stop().await;
+}
