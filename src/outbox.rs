@@ -68,33 +68,27 @@ const SWEEP_EVERY: Duration = Duration::from_secs(1);
 /// How long the relay waits after a wake-up before claiming, so that it publishes batches.
 const RELAY_LINGER: Duration = Duration::from_millis(3);
 
-// The rows are claimed first and joined after: a plain join ordered by event id lets the
-// planner merge-join along the whole `activities` primary key.
-const CLAIM: &str = r#"
-with claimed as (
-    select event_id from outbox
-    order by event_id
-    limit $1
-    for update skip locked
-)
-select c.event_id, a.webhook, a.activity_type, a.conversation_id,
-       coalesce(a.activity_timestamp, a.received_at) as time, a.traceparent, a.raw
-from claimed c join activities a using (event_id)
-order by c.event_id
-"#;
+/// A claim: lock some outbox rows (`$which` picks them), then read what publishing needs.
+/// The rows are claimed first and joined after: a plain join ordered by event id lets the
+/// planner merge-join along the whole `activities` primary key.
+macro_rules! claim_sql {
+    ($which:literal) => {
+        concat!(
+            "with claimed as (select event_id from outbox ",
+            $which,
+            " for update skip locked) ",
+            "select c.event_id, a.webhook, a.activity_type, a.conversation_id, ",
+            "coalesce(a.activity_timestamp, a.received_at) as time, a.traceparent, a.raw ",
+            "from claimed c join activities a using (event_id) order by c.event_id"
+        )
+    };
+}
 
-const CLAIM_IDS: &str = r#"
-with claimed as (
-    select event_id from outbox
-    where event_id = any($1)
-    order by event_id
-    for update skip locked
-)
-select c.event_id, a.webhook, a.activity_type, a.conversation_id,
-       coalesce(a.activity_timestamp, a.received_at) as time, a.traceparent, a.raw
-from claimed c join activities a using (event_id)
-order by c.event_id
-"#;
+/// The sweep: the oldest rows.
+const CLAIM: &str = claim_sql!("order by event_id limit $1");
+
+/// Rows by id (the ids this process just committed).
+const CLAIM_IDS: &str = claim_sql!("where event_id = any($1) order by event_id");
 
 /// Most ids held for the relay; beyond it they are dropped and the sweep finds their rows.
 const MAX_HINTS: usize = 100_000;
