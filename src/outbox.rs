@@ -118,6 +118,15 @@ impl Hints {
         held.drain(..n).collect()
     }
 
+    /// Whether ids are waiting.
+    pub fn has_any(&self) -> bool {
+        !self
+            .ids
+            .lock()
+            .expect("hint lock is never poisoned")
+            .is_empty()
+    }
+
     /// Wakes the relay without ids (a `NOTIFY` from another process): it sweeps.
     pub fn wake(&self) {
         self.notify.notify_one();
@@ -302,17 +311,18 @@ impl Relay {
                 gauges_at = Instant::now();
                 self.record_backlog().await;
             }
-            if last_sweep.is_none_or(|t| t.elapsed() >= SWEEP_EVERY) {
-                sweep_now = true;
-            }
-            let ids = hints.take(self.batch_size as usize);
-            let (sweeping, result) = if !ids.is_empty() {
-                (false, self.publish_ids(&ids).await)
-            } else if sweep_now {
+            // The sweep comes first when due, so a steady stream of hints cannot starve it.
+            let sweeping = sweep_now || last_sweep.is_none_or(|t| t.elapsed() >= SWEEP_EVERY);
+            let result = if sweeping {
                 last_sweep = Some(Instant::now());
-                (true, self.run_once().await)
+                self.run_once().await
             } else {
-                (false, Ok(Outcome::Idle))
+                let ids = hints.take(self.batch_size as usize);
+                if ids.is_empty() {
+                    Ok(Outcome::Idle)
+                } else {
+                    self.publish_ids(&ids).await
+                }
             };
             sweep_now = false;
             let delay = match result {
@@ -320,13 +330,16 @@ impl Relay {
                     backoff.reset();
                     // A full sweep means a backlog (after an outage): keep sweeping.
                     sweep_now = sweeping && acked as i64 >= self.batch_size;
-                    if sweep_now || !ids.is_empty() {
+                    if sweep_now || hints.has_any() {
                         continue;
                     }
                     None
                 }
                 Ok(Outcome::Idle) => {
                     backoff.reset();
+                    if hints.has_any() {
+                        continue;
+                    }
                     None
                 }
                 Ok(Outcome::Published { .. }) => Some(backoff.next_delay()),
