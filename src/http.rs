@@ -42,12 +42,7 @@ pub fn worker_router(heartbeat: Heartbeat) -> Router {
             Json(json!({ "status": word, "last_step_seconds_ago": age })),
         )
     };
-    let metrics = move || async move {
-        (
-            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-            handle.render(),
-        )
-    };
+    let metrics = move || async move { render_metrics(&handle) };
     Router::new()
         .route("/healthz", get(health))
         .route("/metrics", get(metrics))
@@ -62,30 +57,20 @@ async fn healthz() -> Json<serde_json::Value> {
 /// outbox is not falling behind. 503 with the list of problems otherwise.
 async fn readyz(State(state): State<AppState>) -> Response {
     let mut problems: Vec<String> = Vec::new();
-    let backlog: Result<(i64, Option<f64>), _> = sqlx::query_as(
-        "select count(*), extract(epoch from now() - min(created_at))::float8 from outbox",
-    )
-    .fetch_one(&state.pool)
-    .await;
-    let (backlog, oldest) = match backlog {
-        Ok((n, age)) => (Some(n), age),
+    let (backlog, oldest) = match crate::outbox::backlog(&state.pool).await {
+        Ok((n, age)) => {
+            if age > state.config.ready_max_outbox_age.as_secs_f64() {
+                problems.push(format!(
+                    "outbox: oldest unpublished entry is {age:.0} s old"
+                ));
+            }
+            (Some(n), (n > 0).then_some(age))
+        }
         Err(e) => {
             problems.push(format!("postgres: {}", short(&e.to_string())));
             (None, None)
         }
     };
-    if let (Some(n), Some(age)) = (backlog, oldest) {
-        metrics::gauge!("teams_bridge_outbox_backlog").set(n as f64);
-        metrics::gauge!("teams_bridge_outbox_oldest_seconds").set(age);
-        if age > state.config.ready_max_outbox_age.as_secs_f64() {
-            problems.push(format!(
-                "outbox: oldest unpublished entry is {age:.0} s old"
-            ));
-        }
-    } else if backlog.is_some() {
-        metrics::gauge!("teams_bridge_outbox_backlog").set(0.0);
-        metrics::gauge!("teams_bridge_outbox_oldest_seconds").set(0.0);
-    }
     let nats = state.nats.connection_state();
     if nats != async_nats::connection::State::Connected {
         problems.push(format!("nats: {nats}"));
@@ -112,9 +97,13 @@ fn short(s: &str) -> String {
 
 /// Prometheus text exposition.
 async fn metrics(State(state): State<AppState>) -> Response {
+    render_metrics(&state.metrics)
+}
+
+fn render_metrics(handle: &metrics_exporter_prometheus::PrometheusHandle) -> Response {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(),
+        handle.render(),
     )
         .into_response()
 }

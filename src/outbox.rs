@@ -229,15 +229,7 @@ impl Relay {
 
     /// Sets the backlog gauges: unpublished rows and the age of the oldest.
     pub async fn record_backlog(&self) {
-        let row: Result<(i64, Option<f64>), _> = sqlx::query_as(
-            "select count(*), extract(epoch from now() - min(created_at))::float8 from outbox",
-        )
-        .fetch_one(&self.pool)
-        .await;
-        if let Ok((n, age)) = row {
-            metrics::gauge!("teams_bridge_outbox_backlog").set(n as f64);
-            metrics::gauge!("teams_bridge_outbox_oldest_seconds").set(age.unwrap_or(0.0));
-        }
+        let _ = backlog(&self.pool).await;
     }
 
     /// Sends every event, then awaits the acks together.
@@ -376,6 +368,20 @@ impl Relay {
         }
         tracing::info!("relay stopped");
     }
+}
+
+/// Unpublished outbox rows and the age in seconds of the oldest (0 when empty); also sets the
+/// backlog gauges, so every reader (relay, `/readyz`) keeps them current.
+pub async fn backlog(pool: &PgPool) -> Result<(i64, f64), sqlx::Error> {
+    let (n, age): (i64, Option<f64>) = sqlx::query_as(
+        "select count(*), extract(epoch from now() - min(created_at))::float8 from outbox",
+    )
+    .fetch_one(pool)
+    .await?;
+    let age = age.unwrap_or(0.0);
+    metrics::gauge!("teams_bridge_outbox_backlog").set(n as f64);
+    metrics::gauge!("teams_bridge_outbox_oldest_seconds").set(age);
+    Ok((n, age))
 }
 
 /// Turns Postgres `NOTIFY teams_bridge_outbox` into wake-ups, so a relay running in another
