@@ -153,6 +153,17 @@ impl TestApp {
         self.count("outbox").await
     }
 
+    /// GETs a path and returns the body as text, whatever the status.
+    pub async fn get_text(&self, path: &str) -> String {
+        let r = self
+            .http
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("the service answers");
+        r.text().await.expect("a text body")
+    }
+
     /// GETs a path and decodes the JSON body, whatever the status.
     pub async fn get_json(&self, path: &str) -> serde_json::Value {
         let r = self

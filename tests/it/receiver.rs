@@ -333,15 +333,7 @@ async fn health_readiness_and_metrics_answer() {
         app.post("contoso", b"{}", Some("HMAC AAAA")).await.status(),
         401
     );
-    let metrics = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.get_text("/metrics").await;
     assert!(
         metrics.contains("teams_bridge_webhook_requests_total{outcome=\"accepted\"}"),
         "{metrics}"
