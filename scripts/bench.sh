@@ -15,6 +15,8 @@
 #   BENCH_CONCURRENCY [1024]  closed-loop concurrency for the throughput/floor scenario
 #   BENCH_PORT [29780], BENCH_WORKER_PORT [29464] (below the ephemeral port range)
 #   BENCH_NO_WRITE=1        do not touch BENCHMARKS.md
+#   BENCH_ONLY="latency sustained"  run only these scenarios (implies BENCH_NO_WRITE); without
+#                           the throughput scenario the sustained rate is BENCH_SUSTAINED [10000]
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -145,8 +147,11 @@ wait_quiet() {
 }
 
 FAILED=""
+[ -z "${BENCH_ONLY:-}" ] || BENCH_NO_WRITE=1
+wanted() { [ -z "${BENCH_ONLY:-}" ] || [ "$1" = warmup ] || [[ " $BENCH_ONLY " == *" $1 "* ]]; }
 bench() {
   local name=$1; shift
+  wanted "$name" || return 0
   wait_quiet
   log "scenario $name: $*"
   local rc=0
@@ -170,10 +175,13 @@ bench latency --webhook s1 --rate "$LATENCY_RATE" --duration "$SECONDS_PER_RUN" 
 
 # 2. Throughput: closed loop against the floor, then the bridge, in the same invocation.
 bench throughput --webhook s2 --target both --concurrency "$CONCURRENCY" --duration "$SECONDS_PER_RUN"
-MAX_OK=$(last "['ok_rps']")
-
-# 3. Sustained: open loop at 90 % of the closed-loop maximum.
-SUSTAINED=$(python3 -c "print(int(float('$MAX_OK') * 0.9 // 100 * 100))")
+if wanted throughput; then
+  MAX_OK=$(last "['ok_rps']")
+  # 3. Sustained: open loop at 90 % of the closed-loop maximum.
+  SUSTAINED=$(python3 -c "print(int(float('$MAX_OK') * 0.9 // 100 * 100))")
+else
+  SUSTAINED=${BENCH_SUSTAINED:-10000}
+fi
 bench sustained --webhook s3 --rate "$SUSTAINED" --duration "$SECONDS_PER_RUN" --connections 1536
 
 # 4. Overload: twice the sustainable rate, more connections than MAX_IN_FLIGHT so the
@@ -191,10 +199,12 @@ bench target-10k --webhook s5 --rate 10000 --duration "$SECONDS_PER_RUN" --conne
 
 # 6. The same latency and throughput scenarios with COMMIT_TASKS=12 (the earlier default)
 #    instead of 4: more, smaller commits, to show what grouping buys on this 2-core machine.
-stop_pid "$SERVE_PID"
-export COMMIT_TASKS=12
-start_serve
-log "serve restarted with COMMIT_TASKS=12 (ready in ${READY_MS} ms)"
+if wanted latency-commit12 || wanted throughput-commit12; then
+  stop_pid "$SERVE_PID"
+  export COMMIT_TASKS=12
+  start_serve
+  log "serve restarted with COMMIT_TASKS=12 (ready in ${READY_MS} ms)"
+fi
 bench latency-commit12 --webhook s6 --rate "$LATENCY_RATE" --duration "$SECONDS_PER_RUN" --connections 64
 bench throughput-commit12 --webhook s7 --target both --concurrency "$CONCURRENCY" --duration "$SECONDS_PER_RUN"
 

@@ -10,7 +10,7 @@ use crate::{
     config::Config,
     consumer::{ConsumerSpec, Worker},
     db, http,
-    outbox::{Hints, Relay},
+    outbox::{Handoff, Relay},
     state::AppState,
     store::Committer,
     stream,
@@ -21,7 +21,7 @@ pub struct Application {
     listener: std::net::TcpListener,
     state: AppState,
     relay: Relay,
-    hints: Arc<Hints>,
+    handoff: Arc<Handoff>,
 }
 
 impl Application {
@@ -41,7 +41,7 @@ impl Application {
             Ok(Err(e)) => tracing::warn!(error = %e, "stream not ready yet; the relay will retry"),
             Err(_) => tracing::warn!("NATS not reachable yet; the relay will retry"),
         }
-        let hints = Arc::new(Hints::default());
+        let handoff = Arc::new(Handoff::default());
         // Few concurrent commits make larger batches: at load, a request waits for the commit in
         // progress and joins the next one, instead of each request paying its own commit.
         let committers = config
@@ -52,13 +52,13 @@ impl Application {
             pool.clone(),
             committers,
             config.commit_batch_max,
-            hints.clone(),
+            handoff.clone(),
         );
         let listener = std::net::TcpListener::bind(config.listen_addr)
             .map_err(|e| anyhow::anyhow!("binding LISTEN_ADDR {}: {e}", config.listen_addr))?;
         listener.set_nonblocking(true)?;
         let relay = Relay {
-            pool: pool.clone(),
+            pool: db::relay_pool(&config)?,
             js: js.clone(),
             subject_prefix: config.subject_prefix.clone(),
             batch_size: config.relay_batch_size,
@@ -77,7 +77,7 @@ impl Application {
             listener,
             state,
             relay,
-            hints,
+            handoff,
         })
     }
 
@@ -100,13 +100,13 @@ impl Application {
             listener,
             state,
             relay,
-            hints,
+            handoff,
         } = self;
         let relay_stop = CancellationToken::new();
         let relay_task = tokio::spawn(run_relay(
             relay.clone(),
             state.config.clone(),
-            Some(hints),
+            Some(handoff),
             relay_stop.clone(),
         ));
         let router = http::router(state.clone());
@@ -149,11 +149,11 @@ impl Application {
 }
 
 /// Makes sure the stream exists (retrying while NATS is down), then relays until stopped.
-/// `hints` are the ids the receiver of this process commits; `None` for a relay on its own.
+/// `handoff` carries what the receiver of this process commits; `None` for a relay on its own.
 pub async fn run_relay(
     relay: Relay,
     config: Arc<Config>,
-    hints: Option<Arc<Hints>>,
+    handoff: Option<Arc<Handoff>>,
     stop: CancellationToken,
 ) {
     let mut backoff =
@@ -165,7 +165,7 @@ pub async fn run_relay(
             _ = stop.cancelled() => return,
         }
     }
-    relay.run(hints, stop).await;
+    relay.run(handoff, stop).await;
 }
 
 /// Connects the HR audit worker: database (created and migrated), NATS, the stream (created

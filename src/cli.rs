@@ -188,12 +188,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Relay => {
             let config = load(cli.config.as_deref())?;
-            let pool = db::prepare(&config).await?;
+            db::prepare(&config).await?;
             let js = stream::context(stream::connect(&config).await?);
             let shutdown = CancellationToken::new();
             tokio::spawn(app::cancel_on_signal(shutdown.clone()));
             let relay = Relay {
-                pool,
+                pool: db::relay_pool(&config)?,
                 js,
                 subject_prefix: config.subject_prefix.clone(),
                 batch_size: config.relay_batch_size,

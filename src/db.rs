@@ -44,15 +44,38 @@ pub fn connect(config: &Config) -> anyhow::Result<PgPool> {
     let options = base_options(config)?
         // A statement that cannot finish inside the reply budget is cancelled by Postgres
         // itself, so a request answered 503 is not committed later behind the caller's back.
-        .options([(
-            "statement_timeout",
-            format!("{}", config.reply_budget.mul_f32(0.75).as_millis()),
-        )]);
+        .options([
+            (
+                "statement_timeout",
+                format!("{}", config.reply_budget.mul_f32(0.75).as_millis()),
+            ),
+            // Our commits to the outbox come from `serve`, whose relay hears of them in-process;
+            // a NOTIFY would serialize those commits (see the migration that reads this).
+            ("teams_bridge.notify", "off".to_string()),
+        ]);
     let acquire = config.reply_budget.mul_f32(0.5).min(Duration::from_secs(2));
     Ok(PgPoolOptions::new()
         .max_connections(config.database_pool_size)
         .min_connections(1)
         .acquire_timeout(acquire)
+        .connect_lazy_with(options))
+}
+
+/// The relay's own small pool. Its writes only delete or annotate outbox rows, and losing
+/// them in a Postgres crash only means publishing those rows again, which JetStream
+/// de-duplicates: they need not wait for their WAL flush. Its statements are planned for
+/// each execution: a plan cached while `activities` was nearly empty (a seq scan joined by
+/// hash) would otherwise be kept for ever where autovacuum never analyzes the table.
+pub fn relay_pool(config: &Config) -> anyhow::Result<PgPool> {
+    let options = base_options(config)?.options([
+        ("synchronous_commit", "off"),
+        ("plan_cache_mode", "force_custom_plan"),
+        ("statement_timeout", "10000"),
+    ]);
+    Ok(PgPoolOptions::new()
+        .max_connections(3)
+        .min_connections(1)
+        .acquire_timeout(Duration::from_secs(5))
         .connect_lazy_with(options))
 }
 

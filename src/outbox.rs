@@ -1,20 +1,27 @@
 //! The outbox relay: publishes every committed activity to JetStream exactly once.
 //!
-//! Each step claims a batch of outbox rows with `FOR UPDATE SKIP LOCKED` (so several relays
-//! can run side by side without taking the same rows), publishes them all before waiting for
-//! any ack (pipelined), then deletes the rows JetStream acknowledged and records the error on
-//! the rest, all in the claiming transaction. A crash anywhere leaves the rows in the outbox:
-//! they are published again, and JetStream's `Nats-Msg-Id` de-duplication (a duplicate ack
-//! counts as delivered) keeps the stream at one message per activity.
+//! Two paths lead to JetStream, and both end by deleting the outbox rows JetStream
+//! acknowledged (a duplicate ack counts: JetStream already holds the message):
 //!
-//! Where rows are found: the receiver hands the relay of its own process the ids it just
-//! committed ([`Hints`]), and the relay claims exactly those rows by primary key. A sweep from
-//! the oldest end of the outbox (at most once a second, and on every Postgres `NOTIFY` for a
-//! relay running alone) catches everything else: rows of crashed processes, failed publishes,
-//! hints dropped while NATS was away. Scanning from the oldest end on every commit would walk
-//! the dead index entries that a busy queue table leaves behind faster than vacuum removes them.
+//! - **Hand-off** (the normal path inside `serve`): after each group commit the receiver hands
+//!   its relay the committed events themselves ([`Handoff`]). The relay publishes them from
+//!   memory, pipelined, and deletes their rows in one statement: no claim, no reading the
+//!   activity back from Postgres.
+//! - **Sweep**: at most once a second (and on every Postgres `NOTIFY` for a relay running
+//!   alone) the relay claims the oldest rows with `FOR UPDATE SKIP LOCKED` (so several relays
+//!   never take the same rows), reads what publishing needs from `activities`, publishes and
+//!   deletes in the claiming transaction. This finds everything the hand-off did not carry:
+//!   rows of crashed processes, failed publishes, events dropped while the hand-off was full.
+//!   Scanning from the oldest end on every commit would walk the dead index entries that a
+//!   busy queue table leaves behind faster than vacuum removes them.
+//!
+//! A crash anywhere leaves the rows in the outbox: they are published again, and JetStream's
+//! `Nats-Msg-Id` de-duplication keeps the stream at one message per activity. The same holds
+//! when a sweep and the hand-off (or two relays) publish one row: the second publish is a
+//! duplicate and its delete finds nothing.
 
 use std::{
+    collections::VecDeque,
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -22,7 +29,7 @@ use std::{
 use async_nats::jetstream::{self, message::PublishMessage};
 use chrono::{DateTime, Utc};
 use futures::future::join_all;
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -62,7 +69,7 @@ pub enum RelayError {
     Database(#[from] sqlx::Error),
 }
 
-/// How often the relay sweeps the outbox from its oldest end when hints keep it busy.
+/// How often the relay sweeps the outbox from its oldest end while the hand-off keeps it busy.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
 /// How long the relay waits after a wake-up before claiming, so that it publishes batches.
@@ -84,50 +91,59 @@ macro_rules! claim_sql {
     };
 }
 
-/// The sweep: the oldest rows.
-const CLAIM: &str = claim_sql!("order by event_id limit $1");
+/// The sweep: the oldest rows, up to `$1`, older than `$2` (the oldest id waiting in the
+/// hand-off, whose rows the hand-off is about to publish).
+const CLAIM: &str = claim_sql!("where event_id < $2 order by event_id limit $1");
 
-/// Rows by id (the ids this process just committed).
-const CLAIM_IDS: &str = claim_sql!("where event_id = any($1) order by event_id");
+/// Most committed events (about 2 KB each) held for the in-process relay; beyond it they are
+/// dropped and the sweep finds their rows.
+const MAX_HANDOFF: usize = 16_384;
 
-/// Most ids held for the relay; beyond it they are dropped and the sweep finds their rows.
-const MAX_HINTS: usize = 100_000;
-
-/// Ids committed in this process and not yet claimed by its relay.
+/// Events committed in this process and not yet taken by its relay, in commit order.
 #[derive(Debug, Default)]
-pub struct Hints {
-    ids: std::sync::Mutex<Vec<Uuid>>,
+pub struct Handoff {
+    events: std::sync::Mutex<VecDeque<Outgoing>>,
     notify: Notify,
 }
 
-impl Hints {
-    /// Records newly committed ids and wakes the relay.
-    pub fn push(&self, ids: impl IntoIterator<Item = Uuid>) {
+impl Handoff {
+    /// Hands over newly committed events and wakes the relay.
+    pub fn push(&self, events: impl IntoIterator<Item = Outgoing>) {
         {
-            let mut held = self.ids.lock().expect("hint lock is never poisoned");
-            let room = MAX_HINTS.saturating_sub(held.len());
-            held.extend(ids.into_iter().take(room));
+            let mut held = self.events.lock().expect("hand-off lock is never poisoned");
+            let room = MAX_HANDOFF.saturating_sub(held.len());
+            held.extend(events.into_iter().take(room));
         }
         self.notify.notify_one();
     }
 
-    /// Takes up to `max` ids, oldest first.
-    pub fn take(&self, max: usize) -> Vec<Uuid> {
-        let mut held = self.ids.lock().expect("hint lock is never poisoned");
+    /// Takes up to `max` events, oldest first.
+    pub fn take(&self, max: usize) -> Vec<Outgoing> {
+        let mut held = self.events.lock().expect("hand-off lock is never poisoned");
         let n = held.len().min(max);
         held.drain(..n).collect()
     }
 
-    /// Whether ids are waiting.
+    /// Whether events are waiting.
     pub fn has_any(&self) -> bool {
         !self
-            .ids
+            .events
             .lock()
-            .expect("hint lock is never poisoned")
+            .expect("hand-off lock is never poisoned")
             .is_empty()
     }
 
-    /// Wakes the relay without ids (a `NOTIFY` from another process): it sweeps.
+    /// The smallest event id waiting (ids are UUIDv7, so roughly the oldest).
+    fn oldest_id(&self) -> Option<Uuid> {
+        self.events
+            .lock()
+            .expect("hand-off lock is never poisoned")
+            .iter()
+            .map(|e| e.event_id)
+            .min()
+    }
+
+    /// Wakes the relay without events (a `NOTIFY` from another process): it sweeps.
     pub fn wake(&self) {
         self.notify.notify_one();
     }
@@ -150,39 +166,36 @@ type Row = (
 impl Relay {
     /// One sweep step: claim the oldest rows, publish, mark. Never waits on an empty outbox.
     pub async fn run_once(&self) -> Result<Outcome, RelayError> {
-        self.step(None).await
+        self.sweep(None).await
     }
 
-    /// One step over the given ids (rows already published or claimed elsewhere are skipped).
-    pub async fn publish_ids(&self, ids: &[Uuid]) -> Result<Outcome, RelayError> {
-        self.step(Some(ids)).await
+    /// Publishes events handed over by the receiver of this process and deletes the rows
+    /// JetStream acknowledged. Rows already published elsewhere are simply not found.
+    pub async fn publish_committed(&self, events: &[Outgoing]) -> Result<Outcome, RelayError> {
+        if events.is_empty() {
+            return Ok(Outcome::Idle);
+        }
+        let (acked, failed) = self.publish_all(events).await;
+        let mut conn = self.pool.acquire().await?;
+        settle(&mut conn, &acked, &failed).await?;
+        Ok(Outcome::Published {
+            acked: acked.len(),
+            failed: failed.len(),
+        })
     }
 
-    async fn step(&self, ids: Option<&[Uuid]>) -> Result<Outcome, RelayError> {
+    /// Claims the oldest rows below `below` (all when `None`), publishes, deletes.
+    async fn sweep(&self, below: Option<Uuid>) -> Result<Outcome, RelayError> {
         let mut tx = self.pool.begin().await?;
-        let rows: Vec<Row> = match ids {
-            None => {
-                sqlx::query_as(CLAIM)
-                    .bind(self.batch_size)
-                    .fetch_all(&mut *tx)
-                    .await?
-            }
-            Some(ids) => {
-                sqlx::query_as(CLAIM_IDS)
-                    .bind(ids)
-                    .fetch_all(&mut *tx)
-                    .await?
-            }
-        };
+        let rows: Vec<Row> = sqlx::query_as(CLAIM)
+            .bind(self.batch_size)
+            .bind(below.unwrap_or(Uuid::max()))
+            .fetch_all(&mut *tx)
+            .await?;
         if rows.is_empty() {
             tx.commit().await?;
             return Ok(Outcome::Idle);
         }
-        // Losing this transaction's deletes in a Postgres crash only means publishing those
-        // rows again, which JetStream de-duplicates: it need not wait for its WAL flush.
-        sqlx::query("set local synchronous_commit = off")
-            .execute(&mut *tx)
-            .await?;
         let events: Vec<Outgoing> = rows
             .into_iter()
             .map(
@@ -199,28 +212,9 @@ impl Relay {
                 },
             )
             .collect();
-
         let (acked, failed) = self.publish_all(&events).await;
-        if !acked.is_empty() {
-            sqlx::query("delete from outbox where event_id = any($1)")
-                .bind(&acked)
-                .execute(&mut *tx)
-                .await?;
-        }
-        if let Some((_, first_error)) = failed.first() {
-            let ids: Vec<Uuid> = failed.iter().map(|(id, _)| *id).collect();
-            sqlx::query("update outbox set attempts = attempts + 1, last_error = $2 where event_id = any($1)")
-                .bind(&ids)
-                .bind(first_error)
-                .execute(&mut *tx)
-                .await?;
-        }
+        settle(&mut tx, &acked, &failed).await?;
         tx.commit().await?;
-        metrics::counter!("teams_bridge_published_total").increment(acked.len() as u64);
-        if !failed.is_empty() {
-            metrics::counter!("teams_bridge_publish_errors_total").increment(failed.len() as u64);
-            tracing::warn!(failed = failed.len(), error = %failed[0].1, "publish failed; will retry");
-        }
         Ok(Outcome::Published {
             acked: acked.len(),
             failed: failed.len(),
@@ -278,21 +272,22 @@ impl Relay {
         (acked, failed)
     }
 
-    /// The relay loop. With `hints` (inside `serve`) it publishes the ids its receiver just
-    /// committed and sweeps once a second; without (`teams-bridge relay`) it listens for
-    /// Postgres `NOTIFY` and sweeps on each. Backs off while NATS or Postgres is down.
-    pub async fn run(self, hints: Option<Arc<Hints>>, shutdown: CancellationToken) {
-        let alone = hints.is_none();
-        let hints = hints.unwrap_or_default();
+    /// The relay loop. With `handoff` (inside `serve`) it publishes what its receiver hands
+    /// over and sweeps once a second; without (`teams-bridge relay`) it listens for Postgres
+    /// `NOTIFY` and sweeps on each. Backs off while NATS or Postgres is down.
+    pub async fn run(self, handoff: Option<Arc<Handoff>>, shutdown: CancellationToken) {
+        let alone = handoff.is_none();
+        let handoff = handoff.unwrap_or_default();
         let listener = alone.then(|| {
             tokio::spawn(forward_notifications(
                 self.pool.clone(),
-                hints.clone(),
+                handoff.clone(),
                 shutdown.clone(),
             ))
         });
         let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(5));
         let mut gauges_at = Instant::now();
+        let mut vacuum = Vacuum::default();
         let mut last_sweep: Option<Instant> = None;
         let mut sweep_now = true;
         loop {
@@ -301,40 +296,41 @@ impl Relay {
             }
             if gauges_at.elapsed() >= Duration::from_secs(5) {
                 gauges_at = Instant::now();
+                vacuum.maybe_run(&self.pool).await;
                 self.record_backlog().await;
             }
-            // The sweep comes first when due, so a steady stream of hints cannot starve it.
+            // The sweep comes first when due, so a steady hand-off cannot starve it.
             let sweeping = sweep_now || last_sweep.is_none_or(|t| t.elapsed() >= SWEEP_EVERY);
             let result = if sweeping {
                 last_sweep = Some(Instant::now());
-                self.run_once().await
+                self.sweep(handoff.oldest_id()).await
             } else {
-                let ids = hints.take(self.batch_size as usize);
-                if ids.is_empty() {
-                    Ok(Outcome::Idle)
-                } else {
-                    self.publish_ids(&ids).await
-                }
+                let events = handoff.take(self.batch_size as usize);
+                self.publish_committed(&events).await
             };
             sweep_now = false;
             let delay = match result {
                 Ok(Outcome::Published { acked, failed: 0 }) => {
                     backoff.reset();
+                    vacuum.deleted += acked;
                     // A full sweep means a backlog (after an outage): keep sweeping.
                     sweep_now = sweeping && acked as i64 >= self.batch_size;
-                    if sweep_now || hints.has_any() {
+                    if sweep_now || handoff.has_any() {
                         continue;
                     }
                     None
                 }
                 Ok(Outcome::Idle) => {
                     backoff.reset();
-                    if hints.has_any() {
+                    if handoff.has_any() {
                         continue;
                     }
                     None
                 }
-                Ok(Outcome::Published { .. }) => Some(backoff.next_delay()),
+                Ok(Outcome::Published { acked, .. }) => {
+                    vacuum.deleted += acked;
+                    Some(backoff.next_delay())
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "relay step failed; backing off");
                     Some(backoff.next_delay())
@@ -351,9 +347,9 @@ impl Relay {
                 }
                 None => {
                     tokio::select! {
-                        _ = hints.notified() => {
-                            // Let the commits landing right now join this step: one claim per
-                            // few milliseconds instead of one per commit under load.
+                        _ = handoff.notified() => {
+                            // Let the commits landing right now join this step: one publish
+                            // round and one delete per few milliseconds, not per commit.
                             tokio::time::sleep(RELAY_LINGER).await;
                             sweep_now = alone;
                         }
@@ -367,6 +363,65 @@ impl Relay {
             l.abort();
         }
         tracing::info!("relay stopped");
+    }
+}
+
+/// Deletes the rows JetStream acknowledged and records the error on the rest.
+async fn settle(
+    conn: &mut PgConnection,
+    acked: &[Uuid],
+    failed: &[(Uuid, String)],
+) -> Result<(), sqlx::Error> {
+    if !acked.is_empty() {
+        sqlx::query("delete from outbox where event_id = any($1)")
+            .bind(acked)
+            .execute(&mut *conn)
+            .await?;
+        metrics::counter!("teams_bridge_published_total").increment(acked.len() as u64);
+    }
+    if let Some((_, first_error)) = failed.first() {
+        let ids: Vec<Uuid> = failed.iter().map(|(id, _)| *id).collect();
+        sqlx::query(
+            "update outbox set attempts = attempts + 1, last_error = $2 where event_id = any($1)",
+        )
+        .bind(&ids)
+        .bind(first_error)
+        .execute(&mut *conn)
+        .await?;
+        metrics::counter!("teams_bridge_publish_errors_total").increment(failed.len() as u64);
+        tracing::warn!(failed = failed.len(), error = %first_error, "publish failed; will retry");
+    }
+    Ok(())
+}
+
+/// Vacuums the outbox after enough deletes. A queue table needs it more than any other, and
+/// the relay cannot count on autovacuum (it may be off, or slow to reach a small hot table):
+/// without it every sweep and backlog count walks all rows ever deleted.
+#[derive(Default)]
+struct Vacuum {
+    deleted: usize,
+    failed_once: bool,
+}
+
+impl Vacuum {
+    /// Deleted rows that make a vacuum worth its cost.
+    const AFTER_DELETES: usize = 20_000;
+
+    async fn maybe_run(&mut self, pool: &PgPool) {
+        if self.deleted < Self::AFTER_DELETES {
+            return;
+        }
+        self.deleted = 0;
+        // SKIP_LOCKED: when another relay (or autovacuum) is at it, this one need not wait.
+        if let Err(e) = sqlx::raw_sql("vacuum (skip_locked) outbox")
+            .execute(pool)
+            .await
+        {
+            if !self.failed_once {
+                self.failed_once = true;
+                tracing::warn!(error = %e, "cannot vacuum the outbox; relying on autovacuum");
+            }
+        }
     }
 }
 
@@ -386,7 +441,7 @@ pub async fn backlog(pool: &PgPool) -> Result<(i64, f64), sqlx::Error> {
 
 /// Turns Postgres `NOTIFY teams_bridge_outbox` into wake-ups, so a relay running in another
 /// process than the receiver still starts within milliseconds of a commit.
-async fn forward_notifications(pool: PgPool, wake: Arc<Hints>, shutdown: CancellationToken) {
+async fn forward_notifications(pool: PgPool, wake: Arc<Handoff>, shutdown: CancellationToken) {
     loop {
         let mut listener = match sqlx::postgres::PgListener::connect_with(&pool).await {
             Ok(l) => l,

@@ -21,7 +21,7 @@ use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot, Mutex};
 use uuid::Uuid;
 
-use crate::{activity::Activity, outbox::Hints};
+use crate::{activity::Activity, event::Outgoing, outbox::Handoff};
 
 /// One verified activity on its way into Postgres.
 #[derive(Debug)]
@@ -36,6 +36,31 @@ pub struct NewActivity {
     pub raw: Bytes,
     /// W3C trace context to carry onto the stream.
     pub traceparent: Option<String>,
+}
+
+impl NewActivity {
+    /// What the relay publishes for it, once committed at `received_at`.
+    fn into_event(self, received_at: DateTime<Utc>) -> Outgoing {
+        Outgoing {
+            event_id: self.event_id,
+            webhook: self.webhook.to_string(),
+            time: self.activity.timestamp().unwrap_or(received_at),
+            conversation_id: self.activity.conversation_id().map(str::to_string),
+            activity_type: self.activity.kind,
+            traceparent: self.traceparent,
+            raw: self.raw,
+        }
+    }
+}
+
+/// What one insert did.
+#[derive(Debug)]
+pub struct Inserted {
+    /// For each input in order: new or a repeat.
+    pub outcomes: Vec<Stored>,
+    /// When the new rows were stored (`received_at`, the same for all rows of a statement);
+    /// `None` when every input was a repeat.
+    pub received_at: Option<DateTime<Utc>>,
 }
 
 /// The outcome of storing one activity.
@@ -79,9 +104,9 @@ pub struct Committer {
 }
 
 impl Committer {
-    /// Starts `tasks` committer tasks writing through `pool`; `hints` receive the ids of each
-    /// commit that queued outbox work, so an in-process relay starts at once.
-    pub fn spawn(pool: PgPool, tasks: usize, batch_max: usize, hints: Arc<Hints>) -> Self {
+    /// Starts `tasks` committer tasks writing through `pool`; each commit hands its new events
+    /// to `handoff`, so the relay of this process publishes them at once.
+    pub fn spawn(pool: PgPool, tasks: usize, batch_max: usize, handoff: Arc<Handoff>) -> Self {
         let (queue, rx) = mpsc::channel::<Job>(batch_max * tasks.max(1) * 2);
         let rx = Arc::new(Mutex::new(rx));
         for _ in 0..tasks.max(1) {
@@ -89,7 +114,7 @@ impl Committer {
                 pool.clone(),
                 rx.clone(),
                 batch_max.max(1),
-                hints.clone(),
+                handoff.clone(),
             ));
         }
         Self { queue }
@@ -112,7 +137,7 @@ async fn run(
     pool: PgPool,
     rx: Arc<Mutex<mpsc::Receiver<Job>>>,
     batch_max: usize,
-    hints: Arc<Hints>,
+    handoff: Arc<Handoff>,
 ) {
     let mut jobs = Vec::with_capacity(batch_max);
     loop {
@@ -135,34 +160,42 @@ async fn run(
         if jobs.is_empty() {
             continue;
         }
-        commit_jobs(&pool, &mut jobs, &hints).await;
+        commit_jobs(&pool, &mut jobs, &handoff).await;
     }
 }
 
-async fn commit_jobs(pool: &PgPool, jobs: &mut Vec<Job>, hints: &Hints) {
+async fn commit_jobs(pool: &PgPool, jobs: &mut Vec<Job>, handoff: &Handoff) {
     let started = Instant::now();
     let batch: Vec<&NewActivity> = jobs.iter().map(|j| &j.activity).collect();
     let result = insert_batch(pool, &batch).await;
     metrics::histogram!("teams_bridge_commit_seconds").record(started.elapsed().as_secs_f64());
     metrics::histogram!("teams_bridge_commit_batch_size").record(batch.len() as f64);
     match result {
-        Ok(outcomes) => {
-            hints.push(outcomes.iter().filter_map(|o| match o {
-                Stored::New(id) => Some(*id),
-                Stored::Duplicate(_) => None,
-            }));
-            for (job, outcome) in jobs.drain(..).zip(outcomes) {
+        Ok(inserted) => {
+            let mut events = Vec::with_capacity(jobs.len());
+            for (job, outcome) in jobs.drain(..).zip(inserted.outcomes) {
                 let _ = job.reply.send(Ok(outcome));
+                if let (Stored::New(_), Some(at)) = (outcome, inserted.received_at) {
+                    events.push(job.activity.into_event(at));
+                }
             }
+            handoff.push(events);
         }
         // One bad row must not fail the requests that share its batch: retry them one by one.
         Err(sqlx::Error::Database(_)) if jobs.len() > 1 => {
             for job in jobs.drain(..) {
-                let result = insert_batch(pool, &[&job.activity]).await;
-                if let Ok([Stored::New(id)]) = result.as_deref() {
-                    hints.push([*id]);
+                match insert_batch(pool, &[&job.activity]).await {
+                    Ok(inserted) => {
+                        let outcome = inserted.outcomes[0];
+                        let _ = job.reply.send(Ok(outcome));
+                        if let (Stored::New(_), Some(at)) = (outcome, inserted.received_at) {
+                            handoff.push([job.activity.into_event(at)]);
+                        }
+                    }
+                    Err(e) => {
+                        let _ = job.reply.send(Err(classify(e)));
+                    }
                 }
-                let _ = job.reply.send(result.map(|o| o[0]).map_err(classify));
             }
         }
         Err(e) => {
@@ -208,7 +241,7 @@ with input as (
     on conflict (webhook, activity_id) do nothing
     returning event_id
 )
-insert into outbox (event_id) select event_id from inserted returning event_id
+insert into outbox (event_id) select event_id from inserted returning event_id, created_at
 "#;
 
 const EXISTING: &str = r#"
@@ -219,10 +252,7 @@ join activities a on a.webhook = k.webhook and a.activity_id = k.activity_id
 
 /// Inserts activities and their outbox entries in one statement (one implicit transaction)
 /// and says, for each input in order, whether it was new or a repeat.
-pub async fn insert_batch(
-    pool: &PgPool,
-    batch: &[&NewActivity],
-) -> Result<Vec<Stored>, sqlx::Error> {
+pub async fn insert_batch(pool: &PgPool, batch: &[&NewActivity]) -> Result<Inserted, sqlx::Error> {
     let col = |f: fn(&NewActivity) -> Option<&str>| {
         batch.iter().map(|a| f(a)).collect::<Vec<Option<&str>>>()
     };
@@ -234,7 +264,7 @@ pub async fn insert_batch(
         .iter()
         .map(|a| std::str::from_utf8(&a.raw).unwrap_or("null"))
         .collect();
-    let inserted: Vec<Uuid> = sqlx::query_scalar(INSERT)
+    let inserted: Vec<(Uuid, DateTime<Utc>)> = sqlx::query_as(INSERT)
         .bind(&event_ids)
         .bind(&webhooks)
         .bind(col(|a| a.activity.id.as_deref()))
@@ -253,11 +283,16 @@ pub async fn insert_batch(
         .bind(col(|a| a.traceparent.as_deref()))
         .fetch_all(pool)
         .await?;
+    // `outbox.created_at` and `activities.received_at` are both `now()`: the transaction's start.
+    let received_at = inserted.first().map(|(_, at)| *at);
     if inserted.len() == batch.len() {
-        return Ok(event_ids.into_iter().map(Stored::New).collect());
+        return Ok(Inserted {
+            outcomes: event_ids.into_iter().map(Stored::New).collect(),
+            received_at,
+        });
     }
     // Some were repeats (of earlier deliveries or of each other): find the ids they hold.
-    let inserted: HashSet<Uuid> = inserted.into_iter().collect();
+    let inserted: HashSet<Uuid> = inserted.into_iter().map(|(id, _)| id).collect();
     let repeats: Vec<&&NewActivity> = batch
         .iter()
         .filter(|a| !inserted.contains(&a.event_id))
@@ -275,7 +310,7 @@ pub async fn insert_batch(
         .iter()
         .map(|(w, a, e)| ((w.as_str(), a.as_str()), *e))
         .collect();
-    batch
+    let outcomes = batch
         .iter()
         .map(|a| {
             if inserted.contains(&a.event_id) {
@@ -287,5 +322,9 @@ pub async fn insert_batch(
                 .map(|id| Stored::Duplicate(*id))
                 .ok_or_else(|| sqlx::Error::Protocol("repeat without a stored original".into()))
         })
-        .collect()
+        .collect::<Result<_, _>>()?;
+    Ok(Inserted {
+        outcomes,
+        received_at,
+    })
 }

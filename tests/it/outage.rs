@@ -7,7 +7,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use teams_bridge::{config::Config, db, outbox::Relay, stream};
+use teams_bridge::{
+    config::Config,
+    db,
+    outbox::{Handoff, Outcome, Relay},
+    stream,
+};
 
 use crate::helpers::*;
 
@@ -213,13 +218,13 @@ async fn two_relays_side_by_side_publish_each_row_once() {
 }
 
 async fn insert_directly(config: &Config, bodies: &[Vec<u8>]) {
+    insert_with_handoff(config, bodies, Arc::default()).await;
+}
+
+/// Commits `bodies` through the group committer, which hands the new events to `handoff`.
+async fn insert_with_handoff(config: &Config, bodies: &[Vec<u8>], handoff: Arc<Handoff>) {
     let pool = db::prepare(config).await.unwrap();
-    let committer = teams_bridge::store::Committer::spawn(
-        pool,
-        2,
-        64,
-        Arc::new(teams_bridge::outbox::Hints::default()),
-    );
+    let committer = teams_bridge::store::Committer::spawn(pool, 2, 64, handoff);
     let name: Arc<str> = Arc::from("contoso");
     let jobs = bodies.iter().map(|b| {
         committer.commit(teams_bridge::store::NewActivity {
@@ -227,12 +232,151 @@ async fn insert_directly(config: &Config, bodies: &[Vec<u8>]) {
             webhook: name.clone(),
             activity: teams_bridge::activity::Activity::parse(b).unwrap(),
             raw: bytes::Bytes::from(b.clone()),
-            traceparent: None,
+            traceparent: Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into()),
         })
     });
     for r in futures::future::join_all(jobs).await {
         r.unwrap();
     }
+}
+
+/// The two ways to JetStream carry the same message: what the receiver hands its relay in
+/// memory is byte for byte what a sweep reads back from Postgres (headers included), and
+/// publishing a row both ways stores it once.
+#[tokio::test]
+async fn handoff_and_sweep_publish_the_same_message_once() {
+    let config = Config::from_map(&test_env(&[]), None).unwrap();
+    let pool = db::prepare(&config).await.unwrap();
+    let js = stream::context(stream::connect(&config).await.unwrap());
+    stream::ensure_stream(&js, &config).await.unwrap();
+    let bodies: Vec<Vec<u8>> = (0..40)
+        .map(|i| {
+            // Teams' timestamps carry 7 fractional digits; half of these have none.
+            let ts = if i % 2 == 0 {
+                format!(r#","timestamp":"2026-11-27T10:00:0{}.123456{i:01}Z""#, i % 10)
+            } else {
+                String::new()
+            };
+            format!(
+                r#"{{"type":"message","id":"both-{i}","conversation":{{"id":"19:c{i}@thread.tacv2"}}{ts},"text":"<at>HR</at> view employee E-{i}"}}"#
+            )
+            .into_bytes()
+        })
+        .collect();
+    let handoff = Arc::new(Handoff::default());
+    insert_with_handoff(&config, &bodies, handoff.clone()).await;
+    let relay = |config: &Config| Relay {
+        pool: pool.clone(),
+        js: js.clone(),
+        subject_prefix: config.subject_prefix.clone(),
+        batch_size: 100,
+    };
+
+    // 1. The hand-off publishes all 40 and deletes their rows.
+    let events = handoff.take(1000);
+    assert_eq!(events.len(), 40);
+    let outcome = relay(&config).publish_committed(&events).await.unwrap();
+    assert_eq!(
+        outcome,
+        Outcome::Published {
+            acked: 40,
+            failed: 0
+        }
+    );
+    let left: i64 = sqlx::query_scalar("select count(*) from outbox")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(left, 0);
+
+    // 2. A sweep of the same rows (queued again) is de-duplicated: still 40 messages.
+    let requeue = "insert into outbox (event_id) select event_id from activities";
+    sqlx::query(requeue).execute(&pool).await.unwrap();
+    assert_eq!(
+        relay(&config).run_once().await.unwrap(),
+        Outcome::Published {
+            acked: 40,
+            failed: 0
+        }
+    );
+    let mut s = js.get_stream(&config.stream_name).await.unwrap();
+    assert_eq!(s.info().await.unwrap().state.messages, 40);
+
+    // 3. The sweep's messages, published to a second stream, equal the hand-off's.
+    let other = Config::from_map(&test_env(&[]), None).unwrap();
+    stream::ensure_stream(&js, &other).await.unwrap();
+    sqlx::query(requeue).execute(&pool).await.unwrap();
+    assert_eq!(
+        relay(&other).run_once().await.unwrap(),
+        Outcome::Published {
+            acked: 40,
+            failed: 0
+        }
+    );
+    let s2 = js.get_stream(&other.stream_name).await.unwrap();
+    let header_list = |m: &async_nats::jetstream::message::StreamMessage| {
+        let mut h: Vec<(String, String)> = m
+            .headers
+            .iter()
+            .flat_map(|(k, vs)| vs.iter().map(move |v| (k.to_string(), v.to_string())))
+            .collect();
+        h.sort();
+        h
+    };
+    for seq in 1..=40u64 {
+        let a = s.get_raw_message(seq).await.unwrap();
+        let b = s2.get_raw_message(seq).await.unwrap();
+        assert_eq!(a.payload, b.payload, "message {seq}: body");
+        assert_eq!(
+            a.subject.trim_start_matches(&config.subject_prefix),
+            b.subject.trim_start_matches(&other.subject_prefix),
+        );
+        assert_eq!(header_list(&a), header_list(&b), "message {seq}: headers");
+    }
+    let with_teams_time = s.get_raw_message(1).await.unwrap();
+    assert!(
+        header_list(&with_teams_time)
+            .iter()
+            .any(|(k, v)| k == "ce-time" && v.contains(".123456")),
+        "{:?}",
+        header_list(&with_teams_time)
+    );
+    let _ = js.delete_stream(&config.stream_name).await;
+    let _ = js.delete_stream(&other.stream_name).await;
+}
+
+/// teams-bridge's own commits do not send `NOTIFY` (a notifying commit takes a cluster-wide
+/// lock until it is over, so notifying commits cannot overlap); any other writer's do, so a
+/// refill typed in psql still wakes a relay running alone.
+#[tokio::test]
+async fn only_other_writers_notify_relays() {
+    use sqlx::Connection;
+    let config = Config::from_map(&test_env(&[]), None).unwrap();
+    let pool = db::prepare(&config).await.unwrap();
+    let mut listener = sqlx::postgres::PgListener::connect_with(&pool)
+        .await
+        .unwrap();
+    listener.listen("teams_bridge_outbox").await.unwrap();
+    insert_directly(&config, &(0..5).map(note).collect::<Vec<_>>()).await;
+    let heard = tokio::time::timeout(Duration::from_millis(500), listener.recv()).await;
+    assert!(heard.is_err(), "our own commit notified: {heard:?}");
+
+    sqlx::query("delete from outbox")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let mut plain = sqlx::PgConnection::connect(config.database_url.expose())
+        .await
+        .unwrap();
+    sqlx::query("insert into outbox (event_id) select event_id from activities")
+        .execute(&mut plain)
+        .await
+        .unwrap();
+    let heard = tokio::time::timeout(Duration::from_secs(5), listener.recv())
+        .await
+        .expect("a refill from an ordinary connection wakes relays")
+        .unwrap();
+    assert_eq!(heard.channel(), "teams_bridge_outbox");
 }
 
 #[tokio::test]
