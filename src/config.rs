@@ -85,7 +85,7 @@ pub struct Config {
     pub body_limit: usize,
     /// `MAX_IN_FLIGHT`: webhook requests processed at once; beyond it, 503 + Retry-After.
     pub max_in_flight: usize,
-    /// `COMMIT_TASKS`: concurrent group commits (each holds one Postgres connection).
+    /// `COMMIT_TASKS`: most concurrent group commits (each holds one Postgres connection).
     pub commit_tasks: usize,
     /// `COMMIT_BATCH_MAX`: most activities committed in one group commit.
     pub commit_batch_max: usize,

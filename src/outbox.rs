@@ -413,7 +413,9 @@ impl Vacuum {
         }
         self.deleted = 0;
         // SKIP_LOCKED: when another relay (or autovacuum) is at it, this one need not wait.
-        if let Err(e) = sqlx::raw_sql("vacuum (skip_locked) outbox")
+        // TRUNCATE false: giving empty pages back to the file system takes an exclusive lock
+        // that would make every commit wait; the next inserts reuse those pages anyway.
+        if let Err(e) = sqlx::raw_sql("vacuum (skip_locked, truncate false) outbox")
             .execute(pool)
             .await
         {

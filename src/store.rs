@@ -3,22 +3,26 @@
 //! Requests hand their activity to a small set of committer tasks over a channel. Each task
 //! takes whatever is queued (up to `batch_max`) and writes it in ONE statement: the activity
 //! rows and their outbox rows are inserted together, so either both exist or neither does.
-//! At low load a batch is one row and costs one commit; under load many requests share a
-//! commit. A request is answered only after the statement holding its row has committed.
+//! Commits run one at a time while the load is light (what arrives during a commit goes out
+//! in the next), and side by side (up to `COMMIT_TASKS`) only once a backlog builds up. A
+//! request is answered only after the statement holding its row has committed.
 //!
 //! Teams may deliver one message twice: `(webhook, activity_id)` is unique, the second insert
 //! does nothing, and the second request gets the first one's event id as its receipt.
 
 use std::{
     collections::{HashMap, HashSet},
-    sync::Arc,
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    },
     time::Instant,
 };
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
-use tokio::sync::{mpsc, oneshot, Mutex};
+use tokio::sync::{mpsc, oneshot, Mutex, Notify};
 use uuid::Uuid;
 
 use crate::{activity::Activity, event::Outgoing, outbox::Handoff};
@@ -103,19 +107,33 @@ pub struct Committer {
     queue: mpsc::Sender<Job>,
 }
 
+/// What the committer tasks share.
+struct Shared {
+    queue: Mutex<mpsc::Receiver<Job>>,
+    /// Commits in progress.
+    in_flight: AtomicUsize,
+    /// Signalled whenever a commit ends.
+    committed: Notify,
+    batch_max: usize,
+    /// Waiting requests that justify a commit beside one already in progress.
+    overlap_at: usize,
+}
+
 impl Committer {
-    /// Starts `tasks` committer tasks writing through `pool`; each commit hands its new events
-    /// to `handoff`, so the relay of this process publishes them at once.
+    /// Starts up to `tasks` concurrent committers writing through `pool`; each commit hands
+    /// its new events to `handoff`, so the relay of this process publishes them at once.
     pub fn spawn(pool: PgPool, tasks: usize, batch_max: usize, handoff: Arc<Handoff>) -> Self {
+        let batch_max = batch_max.max(1);
         let (queue, rx) = mpsc::channel::<Job>(batch_max * tasks.max(1) * 2);
-        let rx = Arc::new(Mutex::new(rx));
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(rx),
+            in_flight: AtomicUsize::new(0),
+            committed: Notify::new(),
+            batch_max,
+            overlap_at: (batch_max / 8).max(1),
+        });
         for _ in 0..tasks.max(1) {
-            tokio::spawn(run(
-                pool.clone(),
-                rx.clone(),
-                batch_max.max(1),
-                handoff.clone(),
-            ));
+            tokio::spawn(run(pool.clone(), shared.clone(), handoff.clone()));
         }
         Self { queue }
     }
@@ -133,34 +151,58 @@ impl Committer {
     }
 }
 
-async fn run(
-    pool: PgPool,
-    rx: Arc<Mutex<mpsc::Receiver<Job>>>,
-    batch_max: usize,
-    handoff: Arc<Handoff>,
-) {
-    let mut jobs = Vec::with_capacity(batch_max);
+async fn run(pool: PgPool, shared: Arc<Shared>, handoff: Arc<Handoff>) {
+    let mut jobs = Vec::with_capacity(shared.batch_max);
     loop {
         {
-            let mut rx = rx.lock().await;
+            let mut rx = shared.queue.lock().await;
             match rx.recv().await {
                 Some(job) => jobs.push(job),
                 None => return,
             }
-            while jobs.len() < batch_max {
-                match rx.try_recv() {
-                    Ok(job) => jobs.push(job),
-                    Err(_) => break,
+            take_ready(&mut rx, &mut jobs, shared.batch_max);
+            // Every commit pays its own WAL flush, and concurrent small commits mostly queue
+            // for the disk and the cores. While a commit is in progress and only a few
+            // requests wait, keep gathering: they all go out together the moment it ends.
+            // Only a real backlog starts commits side by side.
+            while jobs.len() < shared.overlap_at {
+                let ended = shared.committed.notified();
+                tokio::pin!(ended);
+                ended.as_mut().enable();
+                if shared.in_flight.load(Ordering::SeqCst) == 0 {
+                    break;
+                }
+                tokio::select! {
+                    job = rx.recv() => match job {
+                        Some(job) => {
+                            jobs.push(job);
+                            take_ready(&mut rx, &mut jobs, shared.batch_max);
+                        }
+                        None => break,
+                    },
+                    _ = &mut ended => break,
                 }
             }
+            shared.in_flight.fetch_add(1, Ordering::SeqCst);
         }
         // A request that has already given up (budget spent, answered 503) must not be
         // stored behind its back.
         jobs.retain(|j| !j.reply.is_closed());
-        if jobs.is_empty() {
-            continue;
+        if !jobs.is_empty() {
+            commit_jobs(&pool, &mut jobs, &handoff).await;
         }
-        commit_jobs(&pool, &mut jobs, &handoff).await;
+        shared.in_flight.fetch_sub(1, Ordering::SeqCst);
+        shared.committed.notify_waiters();
+    }
+}
+
+/// Adds whatever is already queued, up to `max` jobs in all.
+fn take_ready(rx: &mut mpsc::Receiver<Job>, jobs: &mut Vec<Job>, max: usize) {
+    while jobs.len() < max {
+        match rx.try_recv() {
+            Ok(job) => jobs.push(job),
+            Err(_) => break,
+        }
     }
 }
 
@@ -226,17 +268,17 @@ const INSERT: &str = r#"
 with input as (
     select * from unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
                          $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[],
-                         $13::timestamptz[], $14::bytea[], $15::text[], $16::text[])
+                         $13::timestamptz[], $14::bytea[], $15::text[])
         as t(event_id, webhook, activity_id, activity_type, conversation_id, team_id, channel_id,
              tenant_id, sender_id, sender_name, sender_aad_object_id, text, activity_timestamp,
-             raw, body, traceparent)
+             raw, traceparent)
 ), inserted as (
     insert into activities (event_id, webhook, activity_id, activity_type, conversation_id, team_id,
                             channel_id, tenant_id, sender_id, sender_name, sender_aad_object_id, text,
                             activity_timestamp, raw, body, traceparent)
     select event_id, webhook, activity_id, activity_type, conversation_id, team_id, channel_id,
            tenant_id, sender_id, sender_name, sender_aad_object_id, text, activity_timestamp,
-           raw, body::jsonb, traceparent
+           raw, convert_from(raw, 'UTF8')::jsonb, traceparent
     from input
     on conflict (webhook, activity_id) do nothing
     returning event_id
@@ -260,10 +302,6 @@ pub async fn insert_batch(pool: &PgPool, batch: &[&NewActivity]) -> Result<Inser
     let webhooks: Vec<&str> = batch.iter().map(|a| &*a.webhook).collect();
     let times: Vec<Option<DateTime<Utc>>> = batch.iter().map(|a| a.activity.timestamp()).collect();
     let raws: Vec<&[u8]> = batch.iter().map(|a| a.raw.as_ref()).collect();
-    let bodies: Vec<&str> = batch
-        .iter()
-        .map(|a| std::str::from_utf8(&a.raw).unwrap_or("null"))
-        .collect();
     let inserted: Vec<(Uuid, DateTime<Utc>)> = sqlx::query_as(INSERT)
         .bind(&event_ids)
         .bind(&webhooks)
@@ -279,7 +317,6 @@ pub async fn insert_batch(pool: &PgPool, batch: &[&NewActivity]) -> Result<Inser
         .bind(col(|a| a.activity.text.as_deref()))
         .bind(&times)
         .bind(&raws)
-        .bind(&bodies)
         .bind(col(|a| a.traceparent.as_deref()))
         .fetch_all(pool)
         .await?;
