@@ -12,7 +12,8 @@
 # Environment knobs (defaults in brackets):
 #   BENCH_SECONDS [30]      length of each measured scenario
 #   BENCH_LATENCY_RATE [2000]  offered rate of the latency scenario
-#   BENCH_CONCURRENCY [1024]  closed-loop concurrency for the throughput/floor scenario
+#   BENCH_CONCURRENCY [1024]  closed-loop concurrency for the throughput/floor scenario (at most
+#                           MAX_IN_FLIGHT, or the closed loop spins on 503s)
 #   BENCH_PORT [29780], BENCH_WORKER_PORT [29464] (below the ephemeral port range)
 #   BENCH_NO_WRITE=1        do not touch BENCHMARKS.md
 #   BENCH_ONLY="latency sustained"  run only these scenarios (implies BENCH_NO_WRITE); without
@@ -82,7 +83,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# Open connections: the overload scenario holds more than MAX_IN_FLIGHT (2048) at once.
+# Open connections: the overload scenario holds more than MAX_IN_FLIGHT (1024) at once.
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
 log "fresh database teams_bridge_bench and stream $NATS_STREAM"

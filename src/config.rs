@@ -83,7 +83,8 @@ pub struct Config {
     pub reply_budget: Duration,
     /// `BODY_LIMIT_BYTES`: largest accepted request body.
     pub body_limit: usize,
-    /// `MAX_IN_FLIGHT`: webhook requests processed at once; beyond it, 503 + Retry-After.
+    /// `MAX_IN_FLIGHT`: webhook requests processed at once; beyond it, 503 + Retry-After. About
+    /// commit throughput × the latency worth waiting: more only queues requests inside.
     pub max_in_flight: usize,
     /// `COMMIT_TASKS`: most concurrent group commits (each holds one Postgres connection).
     pub commit_tasks: usize,
@@ -313,7 +314,7 @@ impl Config {
             webhooks,
             reply_budget,
             body_limit: positive(env, "BODY_LIMIT_BYTES", f.body_limit_bytes, 256 * 1024)?,
-            max_in_flight: positive(env, "MAX_IN_FLIGHT", f.max_in_flight, 2048)?,
+            max_in_flight: positive(env, "MAX_IN_FLIGHT", f.max_in_flight, 1024)?,
             commit_tasks: positive(env, "COMMIT_TASKS", f.commit_tasks, 4)?,
             commit_batch_max: positive(env, "COMMIT_BATCH_MAX", f.commit_batch_max, 512)?,
             relay_batch_size: positive(env, "RELAY_BATCH_SIZE", f.relay_batch_size, 512)?,

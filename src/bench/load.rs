@@ -76,6 +76,8 @@ pub struct Accepted {
 /// service time (send to answer) in microseconds, and whether it was a 200.
 #[derive(Debug, Clone, Copy)]
 pub struct Sample {
+    /// Scheduled time, in milliseconds from the start of the run.
+    pub at_ms: u32,
     /// From scheduled time to answer.
     pub latency_us: u32,
     /// From send to answer.
@@ -268,6 +270,7 @@ async fn connection_loop(shared: Arc<Shared>, conn: Conn) -> Part {
         }
         let ok = response.status == 200;
         part.samples.push(Sample {
+            at_ms: (scheduled - shared.start).as_millis().min(u32::MAX as u128) as u32,
             latency_us: micros(done - scheduled),
             service_us: micros(done - sent_at),
             ok,

@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use super::{
     ledger::LedgerReport,
-    load::{LoadResult, Mode},
+    load::{LoadResult, Mode, Sample},
     stats::{memory_kib, Percentiles},
     Scenario,
 };
@@ -56,6 +56,9 @@ pub struct RunSummary {
     pub latency_200_ms: Percentiles,
     /// From the actual send to the answer (client queueing excluded).
     pub service_ms: Percentiles,
+    /// The slowest answer of each second of the run (by scheduled time), in milliseconds:
+    /// shows whether slow answers are spread out or come in stalls, and when.
+    pub max_by_second_ms: Vec<f64>,
     /// CPU use during the load, percent of one core, by process.
     pub cpu: BTreeMap<String, f64>,
     /// The service's peak resident set (VmHWM) after the run, KiB.
@@ -170,6 +173,7 @@ impl Outcome {
             latency_ms: latency,
             latency_200_ms: Percentiles::of(&mut ok),
             service_ms: Percentiles::of(&mut service),
+            max_by_second_ms: max_by_second(&result.samples),
             cpu,
             service_peak_rss_kib: memory.map(|m| m.0),
             service_rss_kib: memory.map(|m| m.1),
@@ -238,6 +242,16 @@ impl Outcome {
                 p.p50, p.p90, p.p99, p.p999, p.max
             );
         }
+        let mut worst: Vec<(usize, f64)> = s.max_by_second_ms.iter().copied().enumerate().collect();
+        worst.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let worst: Vec<String> = worst
+            .iter()
+            .take(4)
+            .map(|(sec, ms)| format!("{ms:.1} ms in second {sec}"))
+            .collect();
+        if !worst.is_empty() {
+            let _ = writeln!(t, "  slowest seconds: {}", worst.join(", "));
+        }
         if !s.cpu.is_empty() {
             let cpu: Vec<String> = s.cpu.iter().map(|(k, v)| format!("{k} {v:.0}")).collect();
             let _ = writeln!(t, "  cpu %: {}", cpu.join(", "));
@@ -271,5 +285,45 @@ impl Outcome {
             }
         );
         t
+    }
+}
+
+/// The largest latency (from schedule) among the requests scheduled in each second.
+fn max_by_second(samples: &[Sample]) -> Vec<f64> {
+    let seconds = samples
+        .iter()
+        .map(|x| x.at_ms / 1000 + 1)
+        .max()
+        .unwrap_or(0) as usize;
+    let mut max = vec![0u32; seconds];
+    for x in samples {
+        let m = &mut max[(x.at_ms / 1000) as usize];
+        *m = (*m).max(x.latency_us);
+    }
+    max.into_iter()
+        .map(|us| (us as f64 / 100.0).round() / 10.0)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_slowest_answer_of_each_second_is_kept() {
+        let at = |at_ms, latency_us| Sample {
+            at_ms,
+            latency_us,
+            service_us: latency_us,
+            ok: true,
+        };
+        let samples = [
+            at(10, 900),
+            at(999, 2_500),
+            at(1_000, 300),
+            at(3_400, 41_260),
+        ];
+        assert_eq!(max_by_second(&samples), vec![2.5, 0.3, 0.0, 41.3]);
+        assert!(max_by_second(&[]).is_empty());
     }
 }
