@@ -61,6 +61,29 @@ pub enum Outcome {
     Idle,
 }
 
+impl Outcome {
+    /// The outcome of two steps run side by side.
+    fn both(
+        a: Result<Outcome, RelayError>,
+        b: Result<Outcome, RelayError>,
+    ) -> Result<Outcome, RelayError> {
+        let counts = |o: Outcome| match o {
+            Outcome::Published { acked, failed } => (acked, failed),
+            Outcome::Idle => (0, 0),
+        };
+        match (a?, b?) {
+            (Outcome::Idle, Outcome::Idle) => Ok(Outcome::Idle),
+            (a, b) => {
+                let ((a1, f1), (a2, f2)) = (counts(a), counts(b));
+                Ok(Outcome::Published {
+                    acked: a1 + a2,
+                    failed: f1 + f2,
+                })
+            }
+        }
+    }
+}
+
 /// Why a step failed as a whole; all are transient.
 #[derive(Debug, thiserror::Error)]
 pub enum RelayError {
@@ -301,12 +324,27 @@ impl Relay {
             }
             // The sweep comes first when due, so a steady hand-off cannot starve it.
             let sweeping = sweep_now || last_sweep.is_none_or(|t| t.elapsed() >= SWEEP_EVERY);
+            // With a backlog, two batches are in flight at once: one waits for Postgres while
+            // the other waits for JetStream's acks. Two sweeps never take the same rows
+            // (SKIP LOCKED); two hand-off batches are disjoint by construction.
+            let batch = self.batch_size as usize;
             let result = if sweeping {
                 last_sweep = Some(Instant::now());
-                self.sweep(handoff.oldest_id()).await
+                let below = handoff.oldest_id();
+                if sweep_now {
+                    let (a, b) = tokio::join!(self.sweep(below), self.sweep(below));
+                    Outcome::both(a, b)
+                } else {
+                    self.sweep(below).await
+                }
             } else {
-                let events = handoff.take(self.batch_size as usize);
-                self.publish_committed(&events).await
+                let first = handoff.take(batch);
+                let second = handoff.take(batch);
+                let (a, b) = tokio::join!(
+                    self.publish_committed(&first),
+                    self.publish_committed(&second)
+                );
+                Outcome::both(a, b)
             };
             sweep_now = false;
             let delay = match result {
@@ -466,5 +504,35 @@ async fn forward_notifications(pool: PgPool, wake: Arc<Handoff>, shutdown: Cance
                 _ = shutdown.cancelled() => return,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn two_steps_side_by_side_add_up() {
+        let p = |acked, failed| Ok(Outcome::Published { acked, failed });
+        assert_eq!(
+            Outcome::both(p(512, 0), p(3, 1)).unwrap(),
+            Outcome::Published {
+                acked: 515,
+                failed: 1
+            }
+        );
+        assert_eq!(
+            Outcome::both(Ok(Outcome::Idle), p(7, 0)).unwrap(),
+            Outcome::Published {
+                acked: 7,
+                failed: 0
+            }
+        );
+        assert_eq!(
+            Outcome::both(Ok(Outcome::Idle), Ok(Outcome::Idle)).unwrap(),
+            Outcome::Idle
+        );
+        let down = Err(RelayError::Database(sqlx::Error::PoolTimedOut));
+        assert!(Outcome::both(p(512, 0), down).is_err());
     }
 }
