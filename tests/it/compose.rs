@@ -317,20 +317,15 @@ struct Local {
 fn localize(mut services: Vec<Service>) -> Local {
     let id = unique();
     let mut databases: BTreeMap<String, String> = BTreeMap::new();
-    let stream = format!(
-        "{}_C{id}",
+    let setting = |name: &str, default: &'static str| {
         services[0]
             .environment
-            .get("NATS_STREAM")
-            .map_or("TEAMS", String::as_str)
-    );
-    let prefix = format!(
-        "{}c{id}",
-        services[0]
-            .environment
-            .get("NATS_SUBJECT_PREFIX")
-            .map_or("teams", String::as_str)
-    );
+            .get(name)
+            .map_or(default, String::as_str)
+            .to_string()
+    };
+    let stream = format!("{}_C{id}", setting("NATS_STREAM", "TEAMS"));
+    let prefix = format!("{}c{id}", setting("NATS_SUBJECT_PREFIX", "teams"));
     for s in &mut services {
         // Original port → local port, for this service (containers do not share ports).
         let mut ports: BTreeMap<u16, u16> = BTreeMap::new();

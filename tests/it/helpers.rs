@@ -153,26 +153,22 @@ impl TestApp {
         self.count("outbox").await
     }
 
-    /// GETs a path and returns the body as text, whatever the status.
-    pub async fn get_text(&self, path: &str) -> String {
-        let r = self
-            .http
+    async fn get(&self, path: &str) -> reqwest::Response {
+        self.http
             .get(self.url(path))
             .send()
             .await
-            .expect("the service answers");
-        r.text().await.expect("a text body")
+            .expect("the service answers")
+    }
+
+    /// GETs a path and returns the body as text, whatever the status.
+    pub async fn get_text(&self, path: &str) -> String {
+        self.get(path).await.text().await.expect("a text body")
     }
 
     /// GETs a path and decodes the JSON body, whatever the status.
     pub async fn get_json(&self, path: &str) -> serde_json::Value {
-        let r = self
-            .http
-            .get(self.url(path))
-            .send()
-            .await
-            .expect("the service answers");
-        r.json().await.expect("a JSON body")
+        self.get(path).await.json().await.expect("a JSON body")
     }
 
     /// Waits until the relay has published everything committed.
