@@ -118,49 +118,65 @@ macro_rules! claim_sql {
 /// hand-off, whose rows the hand-off is about to publish).
 const CLAIM: &str = claim_sql!("where event_id < $2 order by event_id limit $1");
 
-/// Most committed events (about 2 KB each) held for the in-process relay; beyond it they are
-/// dropped and the sweep finds their rows.
-const MAX_HANDOFF: usize = 16_384;
+/// Most bytes of bodies held for the in-process relay (a body may be up to
+/// `BODY_LIMIT_BYTES`, so a count alone would not bound memory); beyond it events are dropped
+/// and the sweep finds their rows.
+const MAX_HANDOFF_BYTES: usize = 32 * 1024 * 1024;
 
 /// Events committed in this process and not yet taken by its relay, in commit order.
 #[derive(Debug, Default)]
 pub struct Handoff {
-    events: std::sync::Mutex<VecDeque<Outgoing>>,
+    held: std::sync::Mutex<Held>,
     notify: Notify,
+}
+
+#[derive(Debug, Default)]
+struct Held {
+    events: VecDeque<Outgoing>,
+    bytes: usize,
 }
 
 impl Handoff {
     /// Hands over newly committed events and wakes the relay.
     pub fn push(&self, events: impl IntoIterator<Item = Outgoing>) {
         {
-            let mut held = self.events.lock().expect("hand-off lock is never poisoned");
-            let room = MAX_HANDOFF.saturating_sub(held.len());
-            held.extend(events.into_iter().take(room));
+            let mut held = self.held.lock().expect("hand-off lock is never poisoned");
+            for e in events {
+                if held.bytes + e.raw.len() > MAX_HANDOFF_BYTES {
+                    break;
+                }
+                held.bytes += e.raw.len();
+                held.events.push_back(e);
+            }
         }
         self.notify.notify_one();
     }
 
     /// Takes up to `max` events, oldest first.
     pub fn take(&self, max: usize) -> Vec<Outgoing> {
-        let mut held = self.events.lock().expect("hand-off lock is never poisoned");
-        let n = held.len().min(max);
-        held.drain(..n).collect()
+        let mut held = self.held.lock().expect("hand-off lock is never poisoned");
+        let n = held.events.len().min(max);
+        let taken: Vec<Outgoing> = held.events.drain(..n).collect();
+        held.bytes -= taken.iter().map(|e| e.raw.len()).sum::<usize>();
+        taken
     }
 
     /// Whether events are waiting.
     pub fn has_any(&self) -> bool {
         !self
-            .events
+            .held
             .lock()
             .expect("hand-off lock is never poisoned")
+            .events
             .is_empty()
     }
 
     /// The smallest event id waiting (ids are UUIDv7, so roughly the oldest).
     fn oldest_id(&self) -> Option<Uuid> {
-        self.events
+        self.held
             .lock()
             .expect("hand-off lock is never poisoned")
+            .events
             .iter()
             .map(|e| e.event_id)
             .min()
@@ -534,5 +550,39 @@ mod tests {
         );
         let down = Err(RelayError::Database(sqlx::Error::PoolTimedOut));
         assert!(Outcome::both(p(512, 0), down).is_err());
+    }
+
+    fn event(size: usize) -> Outgoing {
+        Outgoing {
+            event_id: Uuid::now_v7(),
+            webhook: "contoso".into(),
+            activity_type: Some("message".into()),
+            conversation_id: None,
+            time: Utc::now(),
+            traceparent: None,
+            raw: vec![b' '; size].into(),
+        }
+    }
+
+    #[test]
+    fn the_handoff_holds_a_bounded_number_of_bytes_and_gives_them_back_in_order() {
+        let h = Handoff::default();
+        let big = MAX_HANDOFF_BYTES / 4;
+        let events: Vec<Outgoing> = (0..6).map(|_| event(big)).collect();
+        let ids: Vec<Uuid> = events.iter().map(|e| e.event_id).collect();
+        h.push(events);
+        // Four fit; the rest is dropped (the sweep finds their rows).
+        let taken = h.take(3);
+        assert_eq!(
+            taken.iter().map(|e| e.event_id).collect::<Vec<_>>(),
+            ids[..3]
+        );
+        assert_eq!(h.oldest_id(), Some(ids[3]));
+        // Taking gives the room back.
+        h.push([event(big), event(big), event(big)]);
+        assert_eq!(h.take(10).len(), 4);
+        assert!(!h.has_any());
+        h.push([event(big)]);
+        assert_eq!(h.take(10).len(), 1);
     }
 }
