@@ -42,8 +42,8 @@ impl Application {
             Err(_) => tracing::warn!("NATS not reachable yet; the relay will retry"),
         }
         let handoff = Arc::new(Handoff::default());
-        // Few concurrent commits make larger batches: at load, a request waits for the commit in
-        // progress and joins the next one, instead of each request paying its own commit.
+        // At most this many commits at once (each holds a pool connection); see store.rs for
+        // when a second one starts.
         let committers = config
             .commit_tasks
             .min(config.database_pool_size as usize)

@@ -214,13 +214,12 @@ async fn commit_jobs(pool: &PgPool, jobs: &mut Vec<Job>, handoff: &Handoff) {
     metrics::histogram!("teams_bridge_commit_batch_size").record(batch.len() as f64);
     match result {
         Ok(inserted) => {
-            let mut events = Vec::with_capacity(jobs.len());
-            for (job, outcome) in jobs.drain(..).zip(inserted.outcomes) {
-                let _ = job.reply.send(Ok(outcome));
-                if let (Stored::New(_), Some(at)) = (outcome, inserted.received_at) {
-                    events.push(job.activity.into_event(at));
-                }
-            }
+            let at = inserted.received_at;
+            let events: Vec<Outgoing> = jobs
+                .drain(..)
+                .zip(inserted.outcomes)
+                .filter_map(|(job, outcome)| answer(job, outcome, at))
+                .collect();
             handoff.push(events);
         }
         // One bad row must not fail the requests that share its batch: retry them one by one.
@@ -228,11 +227,7 @@ async fn commit_jobs(pool: &PgPool, jobs: &mut Vec<Job>, handoff: &Handoff) {
             for job in jobs.drain(..) {
                 match insert_batch(pool, &[&job.activity]).await {
                     Ok(inserted) => {
-                        let outcome = inserted.outcomes[0];
-                        let _ = job.reply.send(Ok(outcome));
-                        if let (Stored::New(_), Some(at)) = (outcome, inserted.received_at) {
-                            handoff.push([job.activity.into_event(at)]);
-                        }
+                        handoff.push(answer(job, inserted.outcomes[0], inserted.received_at));
                     }
                     Err(e) => {
                         let _ = job.reply.send(Err(classify(e)));
@@ -247,6 +242,15 @@ async fn commit_jobs(pool: &PgPool, jobs: &mut Vec<Job>, handoff: &Handoff) {
                 let _ = job.reply.send(Err(e.clone()));
             }
         }
+    }
+}
+
+/// Answers a stored request; when its row is new, returns what the relay publishes for it.
+fn answer(job: Job, outcome: Stored, received_at: Option<DateTime<Utc>>) -> Option<Outgoing> {
+    let _ = job.reply.send(Ok(outcome));
+    match (outcome, received_at) {
+        (Stored::New(_), Some(at)) => Some(job.activity.into_event(at)),
+        _ => None,
     }
 }
 
