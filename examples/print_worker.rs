@@ -9,13 +9,14 @@
 use std::time::Duration;
 
 use teams_bridge::{
-    activity::Activity,
-    command,
     config::Config,
-    consumer::{ConsumerSpec, HandleError, Handler, Worker},
-    db,
-    event::Event,
-    stream,
+    domain::{
+        activity::Activity,
+        event::{self, Event},
+        markup,
+    },
+    infra::{db, nats},
+    worker::{ConsumerSpec, HandleError, Handler, Worker},
 };
 use tokio_util::sync::CancellationToken;
 
@@ -29,7 +30,7 @@ impl Handler for PrintMessages {
             .iter()
             .map(|e| match Activity::parse(&e.body) {
                 Ok(a) => {
-                    let text = command::plain_text(a.text.as_deref().unwrap_or_default());
+                    let text = markup::plain_text(a.text.as_deref().unwrap_or_default());
                     println!(
                         "{} [{}] {}: {text}",
                         e.event_id,
@@ -48,14 +49,14 @@ impl Handler for PrintMessages {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Config::load(None)?;
-    teams_bridge::telemetry::init_logs(config.log_format);
+    teams_bridge::infra::telemetry::init_logs(config.log_format, &config.log_filter);
     let pool = db::prepare(&config).await?; // dead letters live in Postgres
-    let js = stream::context(stream::connect(&config).await?);
-    stream::ensure_stream(&js, &config).await?;
+    let js = nats::context(nats::connect(&config).await?);
+    nats::ensure_stream(&js, &config).await?;
     let spec = ConsumerSpec {
         stream: config.stream_name.clone(),
         durable: "print-messages".into(),
-        filter_subject: format!("{}.*.message", config.subject_prefix),
+        filter_subject: event::message_subjects(&config.subject_prefix),
         max_deliveries: 5,
         ack_wait: Duration::from_secs(30),
         batch: 64,

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Reproduces every number in BENCHMARKS.md on this machine:
-#   builds the release binary, starts `teams-bridge serve` and `teams-bridge worker hr-audit`
+#   builds the release binaries, starts `teams-bridge serve` and `teams-bridge worker hr-audit`
 #   on a dedicated database and a fresh NATS stream, measures start-up readiness, runs the
-#   scenarios with `teams-bridge bench` (each on its own webhook, so every ledger check is
+#   scenarios with `teams-bridge-bench` (each on its own webhook, so every ledger check is
 #   exact), and writes the results table into BENCHMARKS.md (between the results markers)
 #   and target/bench/<stamp>/.
 #
@@ -38,6 +38,7 @@ log() { printf '[bench] %s\n' "$*" >&2; }
 log "building the release binary"
 cargo build --release --quiet
 BIN="$ROOT/target/release/teams-bridge"
+BENCH_BIN="$ROOT/target/release/teams-bridge-bench"
 
 # Each scenario posts to its own webhook: s0 … s7, all with the same fresh token.
 TOKEN=$(head -c 32 /dev/urandom | base64)
@@ -156,7 +157,7 @@ bench() {
   wait_quiet
   log "scenario $name: $*"
   local rc=0
-  "$BIN" bench --url "http://127.0.0.1:$PORT" --label "$name" \
+  "$BENCH_BIN" --url "http://127.0.0.1:$PORT" --label "$name" \
     --service-pid "$SERVE_PID" --worker-pid "$WORKER_PID" "$@" >"$OUT/$name.txt" || rc=$?
   grep -v '^{' "$OUT/$name.txt" >&2
   grep '^{' "$OUT/$name.txt" >>"$RESULTS"

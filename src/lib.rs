@@ -1,44 +1,37 @@
 //! teams-bridge: Microsoft Teams outgoing webhooks into a durable event stream.
 //!
-//! Teams → `POST /webhooks/{name}` → signature check → one Postgres transaction (activity +
-//! outbox) → reply → outbox relay → NATS JetStream → durable consumers (the HR audit worker).
+//! The folders are the pipeline, bottom layer first. A module may use the ones above it in
+//! this list, never the ones below:
 //!
-//! Pure logic (no I/O, unit-tested inline):
-//! - [`signature`]: HMAC verification and signing;
-//! - [`activity`]: lenient parsing of the indexed activity fields;
-//! - [`command`]: the HR command grammar;
-//! - [`event`]: the JetStream event contract (subject, CloudEvents headers);
-//! - [`reply`], [`trace`], [`config`].
+//! - [`domain`]: pure logic, no I/O, unit-tested inline: signatures, the Activity fields,
+//!   Teams markup, the HR grammar, the event contract (subjects, CloudEvents headers), the
+//!   reply, trace context, secrets.
+//! - [`config`]: every setting, written once; read from the environment and a TOML file.
+//! - [`infra`]: what every layer runs on: the Postgres pool and migrations, the NATS
+//!   connection and stream, logs and metrics, back-off and the step loop of every worker.
+//! - [`handoff`]: the in-memory queue from the receiver's commits to the relay of the same
+//!   process; owned by neither.
+//! - [`ingest`]: receive → verify → group commit of activity + outbox row.
+//! - [`relay`]: outbox → JetStream (hand-off and sweep), exactly one message per activity.
+//! - [`audit`]: the audit log as people read it: entries, filters, pages, CSV and tables.
+//! - [`worker`]: durable JetStream consumers: the consumer step and the HR audit handler.
+//! - [`http`]: the web surface: router, webhook endpoint, health, metrics, `/api`.
+//! - [`app`]: wiring: builds and runs each process (`serve`, `relay`, `worker`).
+//! - [`cli`]: the command line: clap types and dispatch.
 //!
-//! Around it: [`db`], [`store`] (group commit), [`outbox`] (relay), [`stream`] (NATS),
-//! [`receiver`] and [`http`] (the web surface), [`consumer`] (reusable JetStream worker loop),
-//! [`audit`] (the HR audit worker and queries), [`api`], [`app`] (wiring), [`cli`].
+//! The load generator is a separate crate beside this one (`bench/`), not part of the service.
 
-pub mod activity;
-pub mod api;
 pub mod app;
 pub mod audit;
-pub mod audit_query;
-pub mod backoff;
-pub mod bench;
 pub mod cli;
-pub mod command;
 pub mod config;
-pub mod consumer;
-pub mod db;
-pub mod error;
-pub mod event;
+pub mod domain;
+pub mod handoff;
 pub mod http;
-pub mod outbox;
-pub mod receiver;
-pub mod reply;
-pub mod signature;
-pub mod simulate;
-pub mod state;
-pub mod store;
-pub mod stream;
-pub mod telemetry;
-pub mod trace;
+pub mod infra;
+pub mod ingest;
+pub mod relay;
+pub mod worker;
 
 /// Selects `ring` as the process's TLS crypto provider (idempotent).
 pub fn install_crypto_provider() {

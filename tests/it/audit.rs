@@ -3,7 +3,11 @@
 use std::{process::Command, time::Duration};
 
 use serde_json::Value;
-use teams_bridge::{app, audit, consumer::Handler, event::Event};
+use teams_bridge::{
+    app, audit,
+    domain::event::Event,
+    worker::{hr_audit::HrAudit, Handler},
+};
 use tokio_util::sync::CancellationToken;
 
 use crate::helpers::*;
@@ -163,7 +167,7 @@ async fn duplicate_deliveries_redeliveries_and_a_crash_before_ack_give_one_row()
         original.payload.clone(),
     )
     .unwrap();
-    let handler = audit::HrAudit {
+    let handler = HrAudit {
         pool: app.pool.clone(),
     };
     assert_eq!(
@@ -336,7 +340,7 @@ async fn seed(app: &TestApp) {
             "chan-3",
         ),
     ];
-    let handler = audit::HrAudit {
+    let handler = HrAudit {
         pool: app.pool.clone(),
     };
     for (i, (text, who, at, team, chan)) in rows.iter().enumerate() {
@@ -556,7 +560,7 @@ async fn a_worker_whose_database_is_down_retries_and_never_dead_letters() {
         .connect_lazy(&format!("postgres://postgres@127.0.0.1:{port}/{db_name}"))
         .unwrap();
     mode.send(Mode::Refuse).unwrap();
-    let spec = teams_bridge::consumer::ConsumerSpec {
+    let spec = teams_bridge::worker::ConsumerSpec {
         stream: app.config.stream_name.clone(),
         durable: app.config.hr_audit_consumer.clone(),
         filter_subject: format!("{}.*.message", app.config.subject_prefix),
@@ -564,11 +568,11 @@ async fn a_worker_whose_database_is_down_retries_and_never_dead_letters() {
         ack_wait: Duration::from_secs(30),
         batch: 10,
     };
-    let worker = teams_bridge::consumer::Worker::connect(
+    let worker = teams_bridge::worker::Worker::connect(
         &app.js,
         app.pool.clone(),
         spec,
-        audit::HrAudit { pool: proxied },
+        HrAudit { pool: proxied },
     )
     .await
     .unwrap();

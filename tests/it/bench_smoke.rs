@@ -1,12 +1,11 @@
 //! A short bench run in CI: the service and the HR audit worker in-process, 2 s of open-loop
 //! load at 200 req/s, then the ledger check, which must match, and must catch a missing row.
+//! It asserts no timing: speed is measured by `scripts/bench.sh`, not by tests.
 
 use std::time::Duration;
 
-use teams_bridge::{
-    app,
-    bench::{self, DrainLimits, LedgerScope, LoadSpec, Mode, Scenario},
-};
+use teams_bridge::app;
+use teams_bridge_bench::{self as bench, DrainLimits, LedgerScope, LoadSpec, Mode, Scenario};
 use tokio_util::sync::CancellationToken;
 
 use crate::helpers::{TestApp, CONTOSO_TOKEN};
@@ -50,7 +49,9 @@ async fn a_short_open_loop_run_answers_everything_and_the_ledger_matches_exactly
         watch: vec![],
         service_pid: Some(std::process::id()),
         pg_database: None,
-        max_latency_ms: Some(4500.0),
+        // Timing is the bench's business, not a test's: a debug build on a busy machine
+        // proves nothing about latency. The test checks behaviour: the ledger.
+        max_latency_ms: None,
         target: "bridge",
     };
     let outcome = bench::run_scenario(&scenario)
@@ -65,7 +66,7 @@ async fn a_short_open_loop_run_answers_everything_and_the_ledger_matches_exactly
         summary.connections_opened, 16,
         "keep-alive: no connection was re-opened"
     );
-    assert!(summary.latency_ms.max < 4500.0 && summary.latency_ms.p50 > 0.0);
+    assert!(summary.latency_ms.p50 > 0.0, "latencies were measured");
     assert!(summary.service_peak_rss_kib.is_some());
     let ledger = summary.ledger.as_ref().expect("the ledger was checked");
     assert!(ledger.ok(), "{ledger}");

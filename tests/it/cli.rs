@@ -92,6 +92,10 @@ fn invalid_settings_stop_start_up_with_a_message_naming_the_setting_and_no_secre
 #[tokio::test]
 async fn migrate_creates_the_database_and_its_tables() {
     let url = format!("{}/tb_test_{}", pg_base(), unique());
+    let _cleanup = Cleanup {
+        databases: vec![database_name(&url)],
+        streams: vec![],
+    };
     let out = bin()
         .arg("migrate")
         .env("DATABASE_URL", &url)
@@ -209,6 +213,7 @@ async fn a_full_run_logs_request_ids_and_reasons_but_never_a_token_or_an_expecte
         ("LISTEN_ADDR", &format!("127.0.0.1:{port}")),
         ("LOG_FORMAT", "json"),
     ]);
+    let _cleanup = Cleanup::of(&teams_bridge::config::Config::from_map(&env, None).unwrap());
     let mut cmd = bin();
     cmd.arg("serve")
         .envs(&env)
@@ -233,7 +238,7 @@ async fn a_full_run_logs_request_ids_and_reasons_but_never_a_token_or_an_expecte
     let good = fixture("contoso-docs-example.json");
     let mut bad = good.clone();
     bad.extend_from_slice(b"\n");
-    let expected_mac_for_bad = teams_bridge::signature::sign(CONTOSO_TOKEN, &bad).unwrap();
+    let expected_mac_for_bad = teams_bridge::domain::signature::sign(CONTOSO_TOKEN, &bad).unwrap();
     let r = http
         .post(format!("{base}/webhooks/contoso"))
         .header("authorization", CONTOSO_HEADER)

@@ -15,7 +15,7 @@ use std::{
 
 use clap::Parser;
 use serde_yaml::Value;
-use teams_bridge::{cli::Cli, config::ENV_VARS, simulate};
+use teams_bridge::{cli::simulate, cli::Cli, config};
 
 use crate::helpers::*;
 
@@ -175,8 +175,8 @@ fn services() -> Vec<Service> {
     for s in &services {
         for k in s.environment.keys() {
             assert!(
-                ENV_VARS.contains(&k.as_str()) || EXTRA_VARS.contains(&k.as_str()),
-                "{}: the compose file sets {k}, which teams-bridge does not read (see ENV_VARS in src/config.rs)",
+                config::env_vars().any(|v| v == k) || EXTRA_VARS.contains(&k.as_str()),
+                "{}: the compose file sets {k}, which teams-bridge does not read (see SETTINGS in src/config/mod.rs)",
                 s.name
             );
         }
@@ -399,12 +399,12 @@ fn localize(mut services: Vec<Service>) -> Local {
     }
 }
 
-/// The running services. Dropping it kills them (also when an assertion fails), shows their
-/// logs if the test failed, and deletes the test's stream and databases.
+/// The running services. Dropping it kills them (also when an assertion fails); then it
+/// deletes the test's stream and databases if the test passed, or shows the services' logs
+/// and keeps both for inspection if it failed.
 struct Running {
     children: Vec<(String, Child, PathBuf)>,
     logs: tempfile::TempDir,
-    nats_url: String,
     stream: String,
     databases: Vec<String>,
 }
@@ -414,11 +414,6 @@ impl Running {
         let logs = tempfile::tempdir().unwrap();
         let mut running = Running {
             children: Vec::new(),
-            nats_url: local.services[0]
-                .environment
-                .get("NATS_URL")
-                .cloned()
-                .unwrap_or_else(nats_url),
             logs,
             stream: local.stream.clone(),
             databases: local.databases.clone(),
@@ -468,39 +463,13 @@ impl Drop for Running {
                 eprintln!("--- {name} log ---\n{}", read_log(log));
             }
         }
-        // Drop may run inside the test's runtime: clean up on a runtime of its own.
-        let (nats, stream, databases) = (
-            self.nats_url.clone(),
-            self.stream.clone(),
-            self.databases.clone(),
-        );
-        let cleanup = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let wait = Duration::from_secs(5);
-                if let Ok(Ok(client)) = tokio::time::timeout(wait, async_nats::connect(&nats)).await
-                {
-                    let js = async_nats::jetstream::new(client);
-                    let _ = tokio::time::timeout(wait, js.delete_stream(&stream)).await;
-                }
-                let admin = format!("{}/postgres", pg_base());
-                if let Ok(Ok(pool)) =
-                    tokio::time::timeout(wait, sqlx::PgPool::connect(&admin)).await
-                {
-                    for db in databases {
-                        let _ =
-                            sqlx::query(&format!("drop database if exists \"{db}\" with (force)"))
-                                .execute(&pool)
-                                .await;
-                    }
-                    pool.close().await;
-                }
-            });
-        });
-        let _ = cleanup.join();
+        // A failed test keeps its stream and databases for inspection, and names them.
+        if std::thread::panicking() {
+            let (dbs, stream) = (&self.databases, &self.stream);
+            eprintln!("kept for inspection: databases {dbs:?}, stream {stream}");
+            return;
+        }
+        remove_test_resources(std::slice::from_ref(&self.stream), &self.databases);
     }
 }
 
@@ -588,7 +557,8 @@ async fn the_compose_bridge_and_hr_audit_services_turn_a_signed_update_into_an_a
     };
     let body =
         simulate::build_activity(&sender, r#"update employee E-1042 title="Senior Engineer""#);
-    let auth = teams_bridge::signature::sign(token, &body).expect("the compose token is base64");
+    let auth =
+        teams_bridge::domain::signature::sign(token, &body).expect("the compose token is base64");
     let resp = http
         .post(format!("{base}/webhooks/{name}"))
         .header("content-type", "application/json")

@@ -67,6 +67,86 @@ pub fn test_env(extra: &[(&str, &str)]) -> BTreeMap<String, String> {
     env
 }
 
+/// What a test created on the shared servers. When the test passes, dropping this removes
+/// them; when it fails, they are kept for inspection and named on stderr.
+pub struct Cleanup {
+    pub databases: Vec<String>,
+    pub streams: Vec<String>,
+}
+
+impl Cleanup {
+    /// The database and stream of a test's configuration.
+    pub fn of(config: &Config) -> Self {
+        let database = database_name(config.database_url.expose());
+        eprintln!("test database {database}, stream {}", config.stream_name);
+        Self {
+            databases: vec![database],
+            streams: vec![config.stream_name.clone()],
+        }
+    }
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let (dbs, streams) = (&self.databases, &self.streams);
+            eprintln!("kept for inspection: databases {dbs:?}, streams {streams:?}");
+            return;
+        }
+        remove_test_resources(&self.streams, &self.databases);
+    }
+}
+
+/// The last path segment of a Postgres URL.
+pub fn database_name(url: &str) -> String {
+    let path = url.rsplit('/').next().unwrap_or_default();
+    path.split('?').next().unwrap_or_default().to_string()
+}
+
+/// Deletes streams and drops databases (closing their connections). Runs on a thread and a
+/// runtime of its own, because it is called from `Drop`, possibly inside a test's runtime.
+pub fn remove_test_resources(streams: &[String], databases: &[String]) {
+    let (streams, databases) = (streams.to_vec(), databases.to_vec());
+    let cleanup = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let wait = Duration::from_secs(5);
+            if let Ok(Ok(client)) =
+                tokio::time::timeout(wait, async_nats::connect(nats_url())).await
+            {
+                let js = jetstream::new(client);
+                for stream in &streams {
+                    let _ = tokio::time::timeout(wait, js.delete_stream(stream)).await;
+                }
+            }
+            let admin = format!("{}/postgres", pg_base());
+            let pool = tokio::time::timeout(wait, PgPool::connect(&admin)).await;
+            let pool = pool
+                .expect("Postgres answers in time")
+                .expect("Postgres is reachable");
+            for db in databases {
+                let drop = format!("drop database if exists \"{db}\" with (force)");
+                sqlx::query(&drop)
+                    .execute(&pool)
+                    .await
+                    .expect("the test database drops");
+            }
+            pool.close().await;
+        });
+    });
+    cleanup.join().expect("cleanup ran");
+}
+
+/// A test configuration and the guard that removes what it creates.
+pub fn test_config(extra: &[(&str, &str)]) -> (Config, Cleanup) {
+    let config = Config::from_map(&test_env(extra), None).expect("test config is valid");
+    let cleanup = Cleanup::of(&config);
+    (config, cleanup)
+}
+
 pub struct TestApp {
     pub addr: SocketAddr,
     pub config: Config,
@@ -77,6 +157,7 @@ pub struct TestApp {
     pub http: reqwest::Client,
     pub shutdown: CancellationToken,
     pub task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    pub cleanup: Cleanup,
 }
 
 impl TestApp {
@@ -90,11 +171,12 @@ impl TestApp {
 
     pub async fn spawn_env(env: BTreeMap<String, String>) -> Self {
         let config = Config::from_map(&env, None).expect("test config is valid");
+        let cleanup = Cleanup::of(&config);
         let app = Application::build(config.clone()).await.expect(
             "the app builds: are Postgres (127.0.0.1:5432) and NATS (127.0.0.1:4222) running?",
         );
         let addr = app.local_addr();
-        let pool = app.state().pool.clone();
+        let pool = app.pool().clone();
         let nats = async_nats::connect(&config.nats_url)
             .await
             .expect("NATS must be reachable for tests");
@@ -110,6 +192,7 @@ impl TestApp {
             http: reqwest::Client::new(),
             shutdown,
             task,
+            cleanup,
         }
     }
 
@@ -132,7 +215,7 @@ impl TestApp {
 
     /// POSTs `body` signed with the contoso token.
     pub async fn post_signed(&self, name: &str, body: &[u8]) -> reqwest::Response {
-        let auth = teams_bridge::signature::sign(CONTOSO_TOKEN, body).unwrap();
+        let auth = teams_bridge::domain::signature::sign(CONTOSO_TOKEN, body).unwrap();
         self.post(name, body, Some(&auth)).await
     }
 
@@ -266,10 +349,12 @@ pub fn free_port() -> u16 {
 }
 
 impl TestApp {
-    /// Stops the service (HTTP and relay) but keeps the database and stream for inspection.
-    pub async fn stop_http_only(self) {
+    /// Stops the service (HTTP and relay) but keeps the database and stream, for the test
+    /// to go on with: they are removed when the returned guard drops.
+    pub async fn stop_http_only(self) -> Cleanup {
         self.shutdown.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(10), self.task).await;
+        self.cleanup
     }
 }
 

@@ -9,9 +9,9 @@ use std::{
 
 use teams_bridge::{
     config::Config,
-    db,
-    outbox::{Handoff, Outcome, Relay},
-    stream,
+    handoff::Handoff,
+    infra::{db, nats as stream},
+    relay::{Published, Relay},
 };
 
 use crate::helpers::*;
@@ -182,7 +182,7 @@ async fn two_relays_side_by_side_publish_each_row_once() {
     let config = app.config.clone();
     let pool = app.pool.clone();
     let js = app.js.clone();
-    app.stop_http_only().await;
+    let _cleanup = app.stop_http_only().await;
     let bodies: Vec<Vec<u8>> = (0..300).map(note).collect();
     insert_directly(&config, &bodies).await;
     let relay = |size| Relay {
@@ -196,8 +196,8 @@ async fn two_relays_side_by_side_publish_each_row_once() {
         let mut acked = 0;
         loop {
             match r.run_once().await.unwrap() {
-                teams_bridge::outbox::Outcome::Idle => return acked,
-                teams_bridge::outbox::Outcome::Published { acked: n, .. } => acked += n,
+                Published::ZERO => return acked,
+                Published { acked: n, .. } => acked += n,
             }
         }
     };
@@ -224,13 +224,13 @@ async fn insert_directly(config: &Config, bodies: &[Vec<u8>]) {
 /// Commits `bodies` through the group committer, which hands the new events to `handoff`.
 async fn insert_with_handoff(config: &Config, bodies: &[Vec<u8>], handoff: Arc<Handoff>) {
     let pool = db::prepare(config).await.unwrap();
-    let committer = teams_bridge::store::Committer::spawn(pool, 2, 64, handoff);
+    let committer = teams_bridge::ingest::Committer::spawn(pool, 2, 64, handoff);
     let name: Arc<str> = Arc::from("contoso");
     let jobs = bodies.iter().map(|b| {
-        committer.commit(teams_bridge::store::NewActivity {
+        committer.commit(teams_bridge::ingest::NewActivity {
             event_id: uuid::Uuid::now_v7(),
             webhook: name.clone(),
-            activity: teams_bridge::activity::Activity::parse(b).unwrap(),
+            activity: teams_bridge::domain::activity::Activity::parse(b).unwrap(),
             raw: bytes::Bytes::from(b.clone()),
             traceparent: Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into()),
         })
@@ -245,7 +245,7 @@ async fn insert_with_handoff(config: &Config, bodies: &[Vec<u8>], handoff: Arc<H
 /// publishing a row both ways stores it once.
 #[tokio::test]
 async fn handoff_and_sweep_publish_the_same_message_once() {
-    let config = Config::from_map(&test_env(&[]), None).unwrap();
+    let (config, _cleanup) = test_config(&[]);
     let pool = db::prepare(&config).await.unwrap();
     let js = stream::context(stream::connect(&config).await.unwrap());
     stream::ensure_stream(&js, &config).await.unwrap();
@@ -278,7 +278,7 @@ async fn handoff_and_sweep_publish_the_same_message_once() {
     let outcome = relay(&config).publish_committed(&events).await.unwrap();
     assert_eq!(
         outcome,
-        Outcome::Published {
+        Published {
             acked: 40,
             failed: 0
         }
@@ -294,7 +294,7 @@ async fn handoff_and_sweep_publish_the_same_message_once() {
     sqlx::query(requeue).execute(&pool).await.unwrap();
     assert_eq!(
         relay(&config).run_once().await.unwrap(),
-        Outcome::Published {
+        Published {
             acked: 40,
             failed: 0
         }
@@ -303,12 +303,12 @@ async fn handoff_and_sweep_publish_the_same_message_once() {
     assert_eq!(s.info().await.unwrap().state.messages, 40);
 
     // 3. The sweep's messages, published to a second stream, equal the hand-off's.
-    let other = Config::from_map(&test_env(&[]), None).unwrap();
+    let (other, _other_cleanup) = test_config(&[]);
     stream::ensure_stream(&js, &other).await.unwrap();
     sqlx::query(requeue).execute(&pool).await.unwrap();
     assert_eq!(
         relay(&other).run_once().await.unwrap(),
-        Outcome::Published {
+        Published {
             acked: 40,
             failed: 0
         }
@@ -351,7 +351,7 @@ async fn handoff_and_sweep_publish_the_same_message_once() {
 #[tokio::test]
 async fn only_other_writers_notify_relays() {
     use sqlx::Connection;
-    let config = Config::from_map(&test_env(&[]), None).unwrap();
+    let (config, _cleanup) = test_config(&[]);
     let pool = db::prepare(&config).await.unwrap();
     let mut listener = sqlx::postgres::PgListener::connect_with(&pool)
         .await
@@ -430,7 +430,7 @@ async fn an_unreachable_or_stalled_postgres_gets_a_fast_503_and_nothing_is_store
 /// process committed.
 #[tokio::test]
 async fn a_relay_running_alone_publishes_what_another_process_committed() {
-    let config = teams_bridge::config::Config::from_map(&test_env(&[]), None).unwrap();
+    let (config, _cleanup) = test_config(&[]);
     let pool = db::prepare(&config).await.unwrap();
     let js = stream::context(stream::connect(&config).await.unwrap());
     let stop = tokio_util::sync::CancellationToken::new();

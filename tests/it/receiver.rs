@@ -283,7 +283,7 @@ async fn both_tokens_of_a_key_ring_verify() {
         200
     );
     let other = br#"{"type":"message","id":"fabrikam-1","text":"hi"}"#;
-    let by_fabrikam = teams_bridge::signature::sign(FABRIKAM_TOKEN, other).unwrap();
+    let by_fabrikam = teams_bridge::domain::signature::sign(FABRIKAM_TOKEN, other).unwrap();
     assert_eq!(
         app.post("ring", other, Some(&by_fabrikam)).await.status(),
         200

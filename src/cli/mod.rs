@@ -1,0 +1,130 @@
+//! The command line: clap types and dispatch. Every subcommand is one call into the
+//! library: `app` wires the long-running processes, the other modules here are the
+//! one-shot commands.
+
+pub mod audit;
+mod bench;
+mod healthcheck;
+mod sign;
+pub mod simulate;
+
+use std::{path::PathBuf, process::ExitCode};
+
+use clap::{Parser, Subcommand};
+
+use crate::{
+    app::{self, signal::shutdown_on_signal},
+    config::Config,
+    infra::{db, telemetry},
+};
+
+/// Microsoft Teams outgoing webhooks into a durable event stream (Postgres → NATS JetStream).
+#[derive(Debug, Parser)]
+#[command(name = "teams-bridge", version, about)]
+pub struct Cli {
+    /// TOML file with the same settings as the environment (the environment wins).
+    #[arg(long, global = true, env = "TEAMS_BRIDGE_CONFIG")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the webhook receiver and the outbox relay.
+    Serve,
+    /// Run only the outbox relay (publishes committed activities to JetStream).
+    Relay,
+    /// Create the database if missing and apply the migrations.
+    Migrate,
+    /// Print the `Authorization` header value Teams would send for a body.
+    Sign {
+        /// The webhook's security token (base64, as Teams shows it).
+        #[arg(long, env = "TEAMS_BRIDGE_SECRET", hide_env_values = true)]
+        secret: String,
+        /// The body file; `-` or nothing reads standard input. Bytes are signed exactly.
+        file: Option<PathBuf>,
+    },
+    /// Run a downstream worker (a durable JetStream consumer).
+    Worker {
+        #[command(subcommand)]
+        kind: WorkerKind,
+    },
+    /// Query the HR audit log, newest first.
+    Audit(audit::AuditArgs),
+    /// Act as Teams: build a realistic activity, sign it, post it, show the reply.
+    Simulate(simulate::SimulateArgs),
+    /// Exit 0 when the service answers its health endpoint (for container health checks).
+    Healthcheck {
+        /// The URL to check; default `http://127.0.0.1:{port of LISTEN_ADDR}/healthz`.
+        #[arg(long)]
+        url: Option<String>,
+    },
+    /// Load-test a running service: runs `teams-bridge-bench` (installed beside this binary)
+    /// with the same arguments.
+    #[command(disable_help_flag = true)]
+    Bench {
+        /// Arguments of `teams-bridge-bench` (`teams-bridge bench --help` shows them).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
+}
+
+/// The workers this binary ships.
+#[derive(Debug, Subcommand)]
+pub enum WorkerKind {
+    /// Turns HR users' messages into `audit_log` rows (consumer `HR_AUDIT_CONSUMER`).
+    HrAudit,
+}
+
+/// Parses the command line and runs it; errors are printed without secrets.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs one parsed command.
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let file = cli.config.as_deref();
+    match cli.command {
+        Command::Serve => {
+            let app = app::Application::build(load(file)?).await?;
+            app.run_until_stopped(shutdown_on_signal()).await?;
+        }
+        Command::Relay => app::run_relay_process(load(file)?, shutdown_on_signal()).await?,
+        Command::Worker {
+            kind: WorkerKind::HrAudit,
+        } => app::run_hr_audit_worker(load(file)?, shutdown_on_signal()).await?,
+        Command::Migrate => {
+            db::prepare(&load(file)?).await?;
+            println!("migrations applied");
+        }
+        Command::Sign { secret, file: body } => sign::run(&secret, body.as_deref())?,
+        Command::Audit(args) => return audit::run(args, &Config::load(file)?).await,
+        Command::Simulate(args) => return simulate::run(args).await,
+        Command::Healthcheck { url } => return healthcheck::run(url, file).await,
+        Command::Bench { args } => return bench::run(args),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Loads and validates the configuration and starts logging as it says.
+fn load(file: Option<&std::path::Path>) -> anyhow::Result<Config> {
+    let config = Config::load(file)?;
+    telemetry::init_logs(config.log_format, &config.log_filter);
+    Ok(config)
+}

@@ -1,0 +1,144 @@
+//! The parsers settings are read with: each turns the raw text into the field's value or a
+//! reason (the caller adds the setting's name). Pure functions.
+
+use std::{net::SocketAddr, path::PathBuf, str::FromStr, time::Duration};
+
+use crate::domain::secret::Secret;
+
+/// A setting that has a default, so a value is always there to parse.
+pub(crate) fn required<T>(
+    parse: impl Fn(&str) -> Result<T, String>,
+) -> impl Fn(Option<&str>) -> Result<T, String> {
+    move |raw| parse(raw.ok_or("must be set")?)
+}
+
+/// A setting that may stay unset.
+pub(crate) fn optional<T>(
+    parse: impl Fn(&str) -> Result<T, String>,
+) -> impl Fn(Option<&str>) -> Result<Option<T>, String> {
+    move |raw| raw.map(&parse).transpose()
+}
+
+/// A whole number greater than zero.
+pub(crate) fn positive<T: FromStr + PartialOrd + Default>(s: &str) -> Result<T, String> {
+    let v: T = s.trim().parse().map_err(|_| "expected a whole number")?;
+    if v <= T::default() {
+        return Err("must be greater than zero".into());
+    }
+    Ok(v)
+}
+
+/// Whole seconds, more than zero.
+pub(crate) fn secs(s: &str) -> Result<Duration, String> {
+    positive(s).map(Duration::from_secs)
+}
+
+/// Milliseconds a webhook request may take: Teams waits 5 s.
+pub(crate) fn reply_budget(s: &str) -> Result<Duration, String> {
+    let ms: u64 = s.trim().parse().map_err(|_| "expected a whole number")?;
+    if ms == 0 || ms >= 5000 {
+        return Err("must be between 1 and 4999 (Teams waits 5 s)".into());
+    }
+    Ok(Duration::from_millis(ms))
+}
+
+/// A NATS subject token and URL path segment that needs no escaping.
+pub fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// One token: a stream or consumer name.
+pub(crate) fn token(s: &str) -> Result<String, String> {
+    match is_token(s) {
+        true => Ok(s.to_string()),
+        false => Err("use letters, digits, `-` and `_` only".into()),
+    }
+}
+
+/// Dot-separated tokens: a subject prefix.
+pub(crate) fn dotted_tokens(s: &str) -> Result<String, String> {
+    match s.split('.').all(is_token) {
+        true => Ok(s.to_string()),
+        false => Err("use dot-separated tokens of letters, digits, `-` and `_`".into()),
+    }
+}
+
+/// A URL with one of `schemes` (the first is named in the error).
+fn url<'a>(s: &'a str, schemes: &[&str]) -> Result<&'a str, String> {
+    match s.split_once("://") {
+        Some((scheme, rest)) if schemes.contains(&scheme) && !rest.is_empty() => Ok(s),
+        _ => Err(format!("expected a URL starting with {}://", schemes[0])),
+    }
+}
+
+/// The Postgres URL, which may hold a password.
+pub(crate) fn postgres_url(s: &str) -> Result<Secret<String>, String> {
+    url(s, &["postgres", "postgresql"]).map(|u| Secret::new(u.to_string()))
+}
+
+/// One or more NATS server URLs, comma-separated.
+pub(crate) fn nats_urls(s: &str) -> Result<String, String> {
+    for part in s.split(',') {
+        url(part.trim(), &["nats", "tls", "ws", "wss"])?;
+    }
+    Ok(s.to_string())
+}
+
+/// `host:port`.
+pub(crate) fn socket_addr(s: &str) -> Result<SocketAddr, String> {
+    s.trim()
+        .parse()
+        .map_err(|_| "expected host:port, e.g. 0.0.0.0:3978".into())
+}
+
+/// Text that must never be printed.
+pub(crate) fn secret(s: &str) -> Result<Secret<String>, String> {
+    Ok(Secret::new(s.to_string()))
+}
+
+/// A file path.
+pub(crate) fn path(s: &str) -> Result<PathBuf, String> {
+    Ok(PathBuf::from(s))
+}
+
+/// A `RUST_LOG`-style filter, checked so a typo is an error rather than a silent default.
+pub(crate) fn log_filter(s: &str) -> Result<String, String> {
+    tracing_subscriber::EnvFilter::try_new(s)
+        .map(|_| s.to_string())
+        .map_err(|e| format!("not a log filter: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_must_be_whole_and_positive() {
+        assert_eq!(positive::<u32>(" 16 "), Ok(16));
+        assert!(positive::<u32>("0").is_err() && positive::<i64>("-1").is_err());
+        assert_eq!(positive::<u32>("x").unwrap_err(), "expected a whole number");
+    }
+
+    #[test]
+    fn the_reply_budget_stays_inside_teams_five_seconds() {
+        assert_eq!(reply_budget("4000"), Ok(Duration::from_secs(4)));
+        assert!(reply_budget("0").is_err() && reply_budget("5000").is_err());
+    }
+
+    #[test]
+    fn urls_need_their_scheme_and_something_after_it() {
+        assert!(postgres_url("postgresql://db/x").is_ok());
+        assert!(postgres_url("mysql://x").is_err() && postgres_url("postgres://").is_err());
+        assert!(nats_urls("nats://a:4222, tls://b:4222").is_ok());
+        assert!(nats_urls("nats://a:4222,localhost").is_err());
+    }
+
+    #[test]
+    fn names_are_tokens_and_prefixes_dotted_tokens() {
+        assert!(token("hr-audit_2").is_ok() && token("a.b").is_err() && token("").is_err());
+        assert!(dotted_tokens("t.x").is_ok() && dotted_tokens("t..x").is_err());
+    }
+}

@@ -1,0 +1,11 @@
+//! Pure logic: no I/O, no clock except where a caller passes one in, unit-tested inline.
+//! Depends on nothing else in the crate; everything else may depend on it.
+
+pub mod activity;
+pub mod event;
+pub mod hr_command;
+pub mod markup;
+pub mod reply;
+pub mod secret;
+pub mod signature;
+pub mod trace;

@@ -1,0 +1,125 @@
+//! Receiving one webhook request: verify, commit, answer.
+//!
+//! Order matters: load is shed first, the raw bytes are checked against the signature
+//! before any JSON is parsed, and the receipt exists only after the Postgres commit. If the
+//! commit cannot be made within the reply budget the request is refused (Teams waits 5 s)
+//! and nothing of it is stored: the committer drops requests whose caller gave up.
+
+use std::{collections::HashMap, sync::Arc, time::Duration, time::Instant};
+
+use bytes::Bytes;
+use tokio::sync::Semaphore;
+use uuid::Uuid;
+
+use super::{IngestError, NewActivity, Store, StoreError, Stored};
+use crate::{
+    config::Config,
+    domain::{activity::Activity, reply::Reply, signature::KeyRing},
+};
+
+/// A webhook as the handler needs it.
+#[derive(Debug)]
+pub struct WebhookEntry {
+    /// Its name, shared into every stored activity without copying.
+    pub name: Arc<str>,
+    /// Its keys.
+    pub keys: KeyRing,
+}
+
+/// Everything receiving needs; cheap to clone.
+#[derive(Clone)]
+pub struct Ingest {
+    webhooks: Arc<HashMap<String, WebhookEntry>>,
+    in_flight: Arc<Semaphore>,
+    store: Arc<dyn Store>,
+    reply_budget: Duration,
+    body_limit: usize,
+}
+
+/// A stored request's answer.
+#[derive(Debug, Clone)]
+pub struct Receipt {
+    /// New, or a repeat of an earlier delivery.
+    pub stored: Stored,
+    /// What Teams shows in the thread.
+    pub reply: Reply,
+}
+
+impl Receipt {
+    /// The label of `teams_bridge_webhook_requests_total`.
+    pub fn outcome(&self) -> &'static str {
+        match self.stored {
+            Stored::New(_) => "accepted",
+            Stored::Duplicate(_) => "duplicate",
+        }
+    }
+}
+
+impl Ingest {
+    /// Indexes the configured webhooks and stores through `store`.
+    pub fn new(config: &Config, store: Arc<dyn Store>) -> Self {
+        let entry = |w: &crate::config::Webhook| WebhookEntry {
+            name: Arc::from(w.name.as_str()),
+            keys: w.keys.clone(),
+        };
+        let webhooks = config.webhooks.iter().map(|w| (w.name.clone(), entry(w)));
+        Self {
+            webhooks: Arc::new(webhooks.collect()),
+            in_flight: Arc::new(Semaphore::new(config.max_in_flight)),
+            store,
+            reply_budget: config.reply_budget,
+            body_limit: config.body_limit,
+        }
+    }
+
+    /// The largest body accepted.
+    pub fn body_limit(&self) -> usize {
+        self.body_limit
+    }
+
+    /// Receives one request to `/webhooks/{name}`: `body` as read (or why it could not be),
+    /// `authorization` as sent, `started` when the request arrived.
+    pub async fn receive(
+        &self,
+        name: &str,
+        authorization: Option<&[u8]>,
+        body: Result<Bytes, IngestError>,
+        traceparent: String,
+        started: Instant,
+    ) -> Result<Receipt, IngestError> {
+        // Shed load before doing any work: a fast 503 beats a reply that misses the deadline.
+        let _permit = self
+            .in_flight
+            .try_acquire()
+            .map_err(|_| IngestError::Overloaded)?;
+        let webhook = self.webhooks.get(name).ok_or(IngestError::UnknownWebhook)?;
+        let body = body?;
+        if authorization.is_some() && body.is_empty() {
+            return Err(IngestError::EmptyBody);
+        }
+        webhook.keys.verify(authorization, &body)?;
+        let activity = Activity::parse(&body)?;
+        let text = activity.text.clone();
+        let new = NewActivity {
+            event_id: Uuid::now_v7(),
+            webhook: webhook.name.clone(),
+            activity,
+            raw: body,
+            traceparent: Some(traceparent),
+        };
+        let stored = self.commit(new, started).await?;
+        let reply = Reply::receipt(text.as_deref(), stored.event_id());
+        Ok(Receipt { stored, reply })
+    }
+
+    /// Commits within what is left of the reply budget.
+    async fn commit(&self, new: NewActivity, started: Instant) -> Result<Stored, IngestError> {
+        let budget = self.reply_budget.saturating_sub(started.elapsed());
+        match tokio::time::timeout(budget, self.store.store(new)).await {
+            Err(_) => Err(IngestError::Timeout),
+            Ok(Err(StoreError::Rejected(reason))) => Err(IngestError::Rejected(reason)),
+            Ok(Err(StoreError::Unavailable(reason))) => Err(IngestError::Unavailable(reason)),
+            Ok(Ok(stored)) => Ok(stored),
+        }
+    }
+}

@@ -1,0 +1,67 @@
+//! The sweep: claims the oldest outbox rows with `FOR UPDATE SKIP LOCKED` (several relays
+//! never take the same rows), reads what publishing needs from `activities`, publishes, and
+//! deletes what JetStream acknowledged, all in the claiming transaction.
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::{publish::settle, Published, Relay, RelayError};
+use crate::domain::event::Outgoing;
+
+/// The oldest rows, up to `$1`, older than `$2` (the oldest id waiting in the hand-off, whose
+/// rows the hand-off is about to publish). The rows are claimed first and joined after: a
+/// plain join ordered by event id lets the planner merge-join along the whole `activities`
+/// primary key.
+const CLAIM: &str = "\
+    with claimed as (select event_id from outbox where event_id < $2 order by event_id \
+                     limit $1 for update skip locked) \
+    select c.event_id, a.webhook, a.activity_type, a.conversation_id, \
+           coalesce(a.activity_timestamp, a.received_at) as time, a.traceparent, a.raw \
+    from claimed c join activities a using (event_id) order by c.event_id";
+
+type Row = (
+    Uuid,
+    String,
+    Option<String>,
+    Option<String>,
+    DateTime<Utc>,
+    Option<String>,
+    Vec<u8>,
+);
+
+fn into_event(row: Row) -> Outgoing {
+    let (event_id, webhook, activity_type, conversation_id, time, traceparent, raw) = row;
+    Outgoing {
+        event_id,
+        webhook,
+        activity_type,
+        conversation_id,
+        time,
+        traceparent,
+        raw: raw.into(),
+    }
+}
+
+impl Relay {
+    /// Claims the oldest rows below `below` (all when `None`), publishes, deletes.
+    pub(crate) async fn sweep(&self, below: Option<Uuid>) -> Result<Published, RelayError> {
+        let mut tx = self.pool.begin().await?;
+        let rows: Vec<Row> = sqlx::query_as(CLAIM)
+            .bind(self.batch_size)
+            .bind(below.unwrap_or(Uuid::max()))
+            .fetch_all(&mut *tx)
+            .await?;
+        if rows.is_empty() {
+            tx.commit().await?;
+            return Ok(Published::default());
+        }
+        let events: Vec<Outgoing> = rows.into_iter().map(into_event).collect();
+        let (acked, failed) = self.publish_all(&events).await;
+        settle(&mut tx, &acked, &failed).await?;
+        tx.commit().await?;
+        Ok(Published {
+            acked: acked.len(),
+            failed: failed.len(),
+        })
+    }
+}
