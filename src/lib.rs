@@ -34,6 +34,6 @@ pub mod relay;
 pub mod worker;
 
 /// Selects `ring` as the process's TLS crypto provider (idempotent).
-pub fn install_crypto_provider() {
+pub(crate) fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }

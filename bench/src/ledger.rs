@@ -7,6 +7,7 @@
 //! after it, so the check is exact as long as nothing else posts to that webhook meanwhile:
 //! the bench script gives every scenario its own webhook.
 
+use anyhow::Context as _;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
@@ -120,14 +121,14 @@ impl LedgerScope {
             .js
             .get_stream(&self.stream)
             .await
-            .map_err(|e| anyhow::anyhow!("stream {}: {e}", self.stream))?;
+            .with_context(|| format!("stream {}", self.stream))?;
         let subjects: Vec<(String, usize)> = stream
             .info_with_subjects(self.subject())
             .await
-            .map_err(|e| anyhow::anyhow!("stream {} info: {e}", self.stream))?
+            .with_context(|| format!("stream {} info", self.stream))?
             .try_collect()
             .await
-            .map_err(|e| anyhow::anyhow!("stream {} subjects: {e}", self.stream))?;
+            .with_context(|| format!("stream {} subjects", self.stream))?;
         Ok(subjects.iter().map(|(_, n)| *n as i64).sum())
     }
 
@@ -222,11 +223,11 @@ impl LedgerScope {
             .js
             .get_stream(&self.stream)
             .await
-            .map_err(|e| anyhow::anyhow!("stream {}: {e}", self.stream))?;
+            .with_context(|| format!("stream {}", self.stream))?;
         let info = stream
             .consumer_info(name)
             .await
-            .map_err(|e| anyhow::anyhow!("consumer {name}: {e}"))?;
+            .with_context(|| format!("consumer {name}"))?;
         Ok(info.num_pending == 0 && info.num_ack_pending == 0)
     }
 }

@@ -21,6 +21,7 @@ pub mod payload;
 pub mod report;
 pub mod stats;
 
+use anyhow::Context as _;
 use std::{net::SocketAddr, process::ExitCode, sync::Arc, time::Duration};
 
 pub use ledger::{Baseline, DrainLimits, LedgerReport, LedgerScope};
@@ -148,91 +149,29 @@ pub async fn run_cli(
     config_file: Option<&std::path::Path>,
 ) -> anyhow::Result<ExitCode> {
     let addr = bridge_addr(&args.url)?;
-    // Every load is bounded: at most an hour, a million requests per second, 20,000 sockets.
-    anyhow::ensure!(
-        args.duration > 0.0 && args.duration <= 3600.0,
-        "--duration must be between 0 and 3600 seconds"
-    );
-    anyhow::ensure!(
-        args.timeout > 0.0 && args.timeout <= 60.0,
-        "--timeout must be between 0 and 60 seconds"
-    );
-    anyhow::ensure!(
-        args.rate.is_none_or(|r| r > 0.0 && r <= 1e6),
-        "--rate must be between 0 and 1,000,000"
-    );
-    anyhow::ensure!(
-        args.connections.max(args.concurrency.unwrap_or(1)) <= 20_000
-            && args.connections > 0
-            && args.concurrency != Some(0),
-        "--connections and --concurrency must be between 1 and 20,000"
-    );
-    let mode = match (args.rate, args.concurrency) {
-        (Some(rate), _) => Mode::Open { rate },
-        (None, Some(c)) => Mode::Closed { concurrency: c },
-        (None, None) => anyhow::bail!("give --rate (open loop) or --concurrency (closed loop)"),
-    };
+    let mode = mode(&args)?;
     let run_id = format!("b{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
-    let mut watch = Vec::new();
-    if let Some(pid) = args.service_pid {
-        watch.push(("service".to_owned(), pid));
-    }
-    if let Some(pid) = args.worker_pid {
-        watch.push(("worker".to_owned(), pid));
-    }
-    let spec = |addr| LoadSpec {
-        addr,
-        path: format!("/webhooks/{}", args.webhook),
-        mode,
-        connections: args.connections,
-        duration: Duration::from_secs_f64(args.duration),
-        timeout: Duration::from_secs_f64(args.timeout),
-        grace: Duration::from_secs(10),
-    };
     let mut outcomes = Vec::new();
     if matches!(args.target, Target::Floor | Target::Both) {
         let floor = floor::Floor::start(2)?;
-        let scenario = Scenario {
-            label: args.label.clone(),
-            load: spec(floor.addr()),
-            secret: args.secret.clone(),
-            run_id: format!("{run_id}f"),
-            ledger: None,
-            watch: watch.clone(),
-            service_pid: None,
-            pg_database: None,
-            max_latency_ms: args.max_latency_ms,
-            target: "floor",
-        };
+        let mut scenario = scenario(&args, mode, floor.addr(), format!("{run_id}f"));
+        (scenario.service_pid, scenario.target) = (None, "floor");
         let outcome = run_scenario(&scenario).await?;
         floor.stop();
         print!("{}", outcome.table());
         outcomes.push(outcome);
     }
     if matches!(args.target, Target::Bridge | Target::Both) {
-        let ledger = if args.no_ledger {
-            None
-        } else {
-            Some((ledger_scope(&args, config_file).await?, {
-                let d = Duration::from_secs_f64(args.drain_timeout);
-                DrainLimits {
-                    relay: d,
-                    worker: d,
-                }
-            }))
-        };
-        let scenario = Scenario {
-            label: args.label.clone(),
-            load: spec(addr),
-            secret: args.secret.clone(),
-            run_id,
-            ledger,
-            watch,
-            service_pid: args.service_pid,
-            pg_database: database_name(),
-            max_latency_ms: args.max_latency_ms,
-            target: "bridge",
-        };
+        let mut scenario = scenario(&args, mode, addr, run_id);
+        if !args.no_ledger {
+            let d = Duration::from_secs_f64(args.drain_timeout);
+            let limits = DrainLimits {
+                relay: d,
+                worker: d,
+            };
+            scenario.ledger = Some((ledger_scope(&args, config_file).await?, limits));
+        }
+        scenario.pg_database = database_name();
         let mut outcome = run_scenario(&scenario).await?;
         if let Some(floor) = outcomes.first() {
             outcome.set_floor(&floor.summary);
@@ -252,6 +191,62 @@ pub async fn run_cli(
     })
 }
 
+/// The load's mode, once the arguments are checked: every load is bounded (at most an hour,
+/// a million requests per second, 20,000 sockets).
+fn mode(args: &BenchArgs) -> anyhow::Result<Mode> {
+    anyhow::ensure!(
+        args.duration > 0.0 && args.duration <= 3600.0,
+        "--duration must be between 0 and 3600 seconds"
+    );
+    anyhow::ensure!(
+        args.timeout > 0.0 && args.timeout <= 60.0,
+        "--timeout must be between 0 and 60 seconds"
+    );
+    anyhow::ensure!(
+        args.rate.is_none_or(|r| r > 0.0 && r <= 1e6),
+        "--rate must be between 0 and 1,000,000"
+    );
+    anyhow::ensure!(
+        args.connections.max(args.concurrency.unwrap_or(1)) <= 20_000
+            && args.connections > 0
+            && args.concurrency != Some(0),
+        "--connections and --concurrency must be between 1 and 20,000"
+    );
+    match (args.rate, args.concurrency) {
+        (Some(rate), _) => Ok(Mode::Open { rate }),
+        (None, Some(c)) => Ok(Mode::Closed { concurrency: c }),
+        (None, None) => anyhow::bail!("give --rate (open loop) or --concurrency (closed loop)"),
+    }
+}
+
+/// The bridge scenario the arguments describe, against `addr`, without a ledger check.
+fn scenario(args: &BenchArgs, mode: Mode, addr: SocketAddr, run_id: String) -> Scenario {
+    let watched = [("service", args.service_pid), ("worker", args.worker_pid)];
+    let watch = watched
+        .iter()
+        .filter_map(|(n, p)| Some((n.to_string(), (*p)?)));
+    Scenario {
+        label: args.label.clone(),
+        load: LoadSpec {
+            addr,
+            path: format!("/webhooks/{}", args.webhook),
+            mode,
+            connections: args.connections,
+            duration: Duration::from_secs_f64(args.duration),
+            timeout: Duration::from_secs_f64(args.timeout),
+            grace: Duration::from_secs(10),
+        },
+        secret: args.secret.clone(),
+        run_id,
+        ledger: None,
+        watch: watch.collect(),
+        service_pid: args.service_pid,
+        pg_database: None,
+        max_latency_ms: args.max_latency_ms,
+        target: "bridge",
+    }
+}
+
 /// The database named in `DATABASE_URL`, if any.
 fn database_name() -> Option<String> {
     let url = std::env::var("DATABASE_URL").ok()?;
@@ -268,7 +263,7 @@ fn bridge_addr(url: &str) -> anyhow::Result<SocketAddr> {
     use std::net::ToSocketAddrs;
     let addr = hostport
         .to_socket_addrs()
-        .map_err(|e| anyhow::anyhow!("--url {url}: {e}"))?
+        .with_context(|| format!("--url {url}"))?
         .next()
         .ok_or_else(|| anyhow::anyhow!("--url {url}: no address"))?;
     anyhow::ensure!(

@@ -11,6 +11,7 @@
 //! Closed loop: `concurrency` connections each send the next request as soon as the previous
 //! answer arrived; latency is measured from the send.
 
+use anyhow::Context as _;
 use std::{
     collections::BTreeMap,
     net::SocketAddr,
@@ -140,7 +141,7 @@ pub async fn run(spec: &LoadSpec, generator: Arc<Generator>) -> anyhow::Result<L
         let opened =
             futures::future::join_all(chunk.iter().map(|_| Conn::connect(spec.addr))).await;
         for c in opened {
-            pool.push(c.map_err(|e| anyhow::anyhow!("connecting to {}: {e}", spec.addr))?);
+            pool.push(c.with_context(|| format!("connecting to {}", spec.addr))?);
         }
     }
     let shared = Arc::new(Shared {
@@ -158,9 +159,7 @@ pub async fn run(spec: &LoadSpec, generator: Arc<Generator>) -> anyhow::Result<L
     let mut result = LoadResult::default();
     let mut last_answer = shared.start;
     for t in tasks {
-        let part = t
-            .await
-            .map_err(|e| anyhow::anyhow!("load task failed: {e}"))?;
+        let part = t.await.context("load task failed")?;
         result.sent += part.sent;
         result.errors += part.errors;
         result.missing_retry_after += part.missing_retry_after;

@@ -21,18 +21,6 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(teams_bridge_bench::run_cli(cli.args, cli.config.as_deref())) {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    let run = teams_bridge_bench::run_cli(cli.args, cli.config.as_deref());
+    teams_bridge::cli::block_on_main(run)
 }

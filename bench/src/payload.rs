@@ -6,6 +6,7 @@
 //! splices its own id, timestamp, sender and text into that template and signs the bytes
 //! with [`teams_bridge::domain::signature::sign`], exactly as Teams does.
 
+use anyhow::Context as _;
 use std::sync::Arc;
 
 use chrono::{SecondsFormat, Utc};
@@ -94,7 +95,7 @@ impl Generator {
     /// A generator for `run_id` (letters, digits, `-`) signing with `secret` (base64 token).
     pub fn new(run_id: &str, secret: &str) -> anyhow::Result<Self> {
         teams_bridge::domain::signature::sign(secret, b"{}")
-            .map_err(|e| anyhow::anyhow!("--secret must be the webhook's base64 token: {e}"))?;
+            .context("--secret must be the webhook's base64 token")?;
         Ok(Self {
             parts: template(),
             secret: secret.to_owned(),

@@ -80,7 +80,14 @@ pub enum WorkerKind {
 
 /// Parses the command line and runs it; errors are printed without secrets.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    block_on_main(run(Cli::parse()))
+}
+
+/// Runs a binary's async main on a new runtime and turns its error into `error: …` on
+/// stderr and a failing exit code (shared with `teams-bridge-bench`).
+pub fn block_on_main(
+    main: impl std::future::Future<Output = anyhow::Result<ExitCode>>,
+) -> ExitCode {
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -88,13 +95,10 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    runtime.block_on(main).unwrap_or_else(|e| {
+        eprintln!("error: {e:#}");
+        ExitCode::FAILURE
+    })
 }
 
 /// Runs one parsed command.

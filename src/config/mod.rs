@@ -10,7 +10,6 @@ mod webhook;
 
 use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf, str::FromStr, time::Duration};
 
-pub use parse::is_token;
 use parse::{optional, required};
 use setting::{invalid, settings, Sources};
 pub use setting::{ConfigError, Setting};

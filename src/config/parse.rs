@@ -43,7 +43,7 @@ pub(crate) fn reply_budget(s: &str) -> Result<Duration, String> {
 }
 
 /// A NATS subject token and URL path segment that needs no escaping.
-pub fn is_token(s: &str) -> bool {
+pub(crate) fn is_token(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
         && s.bytes()

@@ -85,7 +85,7 @@ impl KeyRing {
 }
 
 /// Decodes one base64 security token into key bytes.
-pub fn decode_token(token: &str) -> Result<Secret<Vec<u8>>, BadToken> {
+pub(crate) fn decode_token(token: &str) -> Result<Secret<Vec<u8>>, BadToken> {
     match STANDARD.decode(token.trim()) {
         Ok(bytes) if !bytes.is_empty() => Ok(Secret::new(bytes)),
         _ => Err(BadToken),

@@ -39,7 +39,7 @@ impl ApiState {
 pub const OPENAPI: &str = include_str!("../../openapi.json");
 
 /// Routes under `/api`.
-pub fn routes() -> Router<AppState> {
+pub(crate) fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/audit", get(list))
         .route("/api/openapi.json", get(openapi))
@@ -89,7 +89,7 @@ fn authorize(state: &ApiState, headers: &HeaderMap) -> Result<(), ApiError> {
 }
 
 /// Turns query parameters into a filter; a bad value is a 400 naming its parameter.
-pub fn filter_from_params(params: &HashMap<String, String>) -> Result<AuditFilter, ApiError> {
+pub(crate) fn filter_from_params(params: &HashMap<String, String>) -> Result<AuditFilter, ApiError> {
     let bad = |name: &str, why: String| {
         ApiError::bad_request("bad_parameter", format!("parameter {name}: {why}"))
     };

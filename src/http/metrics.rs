@@ -13,7 +13,7 @@ pub async fn metrics(State(handle): State<PrometheusHandle>) -> Response {
 }
 
 /// The exposition as a response (also served by workers).
-pub fn render(handle: &PrometheusHandle) -> Response {
+pub(crate) fn render(handle: &PrometheusHandle) -> Response {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         handle.render(),

@@ -2,6 +2,8 @@
 
 use std::{str::FromStr, time::Duration};
 
+use anyhow::Context as _;
+
 use sqlx::{
     migrate::MigrateDatabase,
     postgres::{PgConnectOptions, PgPoolOptions},
@@ -33,7 +35,7 @@ pub async fn prepare(config: &Config) -> anyhow::Result<PgPool> {
     MIGRATOR
         .run(&mut conn)
         .await
-        .map_err(|e| anyhow::anyhow!("applying migrations: {e}"))?;
+        .context("applying migrations")?;
     let _ = conn.close().await;
     connect(config)
 }

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use anyhow::Context as _;
+
 use async_nats::jetstream::{self, stream};
 
 use crate::{config::Config, domain::event};
@@ -21,7 +23,7 @@ pub async fn connect(config: &Config) -> anyhow::Result<async_nats::Client> {
         .connection_timeout(Duration::from_secs(2))
         .connect(servers)
         .await
-        .map_err(|e| anyhow::anyhow!("connecting to NATS: {e}"))?;
+        .context("connecting to NATS")?;
     Ok(client)
 }
 
@@ -36,7 +38,7 @@ pub fn context(client: async_nats::Client) -> jetstream::Context {
 
 /// The stream configuration: file storage, every subject under the prefix, and a
 /// de-duplication window longer than the relay's longest retry back-off.
-pub fn stream_config(config: &Config) -> stream::Config {
+pub(crate) fn stream_config(config: &Config) -> stream::Config {
     stream::Config {
         name: config.stream_name.clone(),
         subjects: vec![event::all_subjects(&config.subject_prefix)],
@@ -51,6 +53,6 @@ pub fn stream_config(config: &Config) -> stream::Config {
 pub async fn ensure_stream(js: &jetstream::Context, config: &Config) -> anyhow::Result<()> {
     js.create_or_update_stream(stream_config(config))
         .await
-        .map_err(|e| anyhow::anyhow!("creating or updating stream {}: {e}", config.stream_name))?;
+        .with_context(|| format!("creating or updating stream {}", config.stream_name))?;
     Ok(())
 }

@@ -279,7 +279,7 @@ impl<H: Handler> Steps for ConsumerTask<'_, H> {
 }
 
 /// Back-off between deliveries of a failing message: 0.5 s, 1 s, 2 s … capped at 30 s.
-pub fn retry_delay(delivered: u64) -> Duration {
+pub(crate) fn retry_delay(delivered: u64) -> Duration {
     let exp = delivered.saturating_sub(1).min(6) as u32;
     Duration::from_millis(500 * (1u64 << exp)).min(Duration::from_secs(30))
 }

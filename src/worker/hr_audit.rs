@@ -12,7 +12,7 @@ use crate::{
 };
 
 /// Builds the audit entry for one event; `Permanent` when the event cannot make one.
-pub fn entry_for(event: &Event, now: DateTime<Utc>) -> Result<AuditEntry, HandleError> {
+pub(crate) fn entry_for(event: &Event, now: DateTime<Utc>) -> Result<AuditEntry, HandleError> {
     let activity = Activity::parse(&event.body)
         .map_err(|e| HandleError::Permanent(format!("not an activity: {e}")))?;
     if activity.sender_name().is_none() && activity.sender_aad_object_id().is_none() {
@@ -49,7 +49,7 @@ on conflict (event_id) do nothing
 "#;
 
 /// Writes entries in one statement; repeats of an event id are ignored.
-pub async fn insert_entries(pool: &PgPool, entries: &[AuditEntry]) -> Result<u64, sqlx::Error> {
+pub(crate) async fn insert_entries(pool: &PgPool, entries: &[AuditEntry]) -> Result<u64, sqlx::Error> {
     let col = |f: fn(&AuditEntry) -> Option<&str>| entries.iter().map(f).collect::<Vec<_>>();
     let done = sqlx::query(INSERT)
         .bind(entries.iter().map(|e| e.event_id).collect::<Vec<_>>())
