@@ -35,7 +35,7 @@ RESULTS="$OUT/results.jsonl"
 
 log() { printf '[bench] %s\n' "$*" >&2; }
 
-log "building the release binary"
+log "building the release binaries"
 cargo build --release --quiet
 BIN="$ROOT/target/release/teams-bridge"
 BENCH_BIN="$ROOT/target/release/teams-bridge-bench"

@@ -2,13 +2,18 @@
 # Quick start: build teams-bridge and run the receiver (+ outbox relay) and the HR audit
 # worker against the local Postgres (127.0.0.1:5432) and NATS JetStream (127.0.0.1:4222).
 # Settings come from the environment; the demo defaults below use the documented `contoso`
-# test token, so the README's curl and simulate examples work as they are.
+# test token (with DEV_MODE=1, the only way `serve` accepts it), so the README's curl and
+# simulate examples work as they are.
 # Ctrl-C stops both processes gracefully.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-export TEAMS_WEBHOOKS="${TEAMS_WEBHOOKS:-contoso=vqF0En+Z0ucuRTM/01o2GuhMH3hKKk/N2bOmlM31zaA=}"
-export AUDIT_API_TOKEN="${AUDIT_API_TOKEN:-dev-audit-token}"
+if [ -z "${TEAMS_WEBHOOKS:-}" ]; then
+  echo "run.sh: no TEAMS_WEBHOOKS set; using the documented contoso test token (DEV_MODE=1)" >&2
+  export TEAMS_WEBHOOKS="contoso=vqF0En+Z0ucuRTM/01o2GuhMH3hKKk/N2bOmlM31zaA="
+  export DEV_MODE=1
+fi
+export AUDIT_API_TOKEN="${AUDIT_API_TOKEN:-dev-audit-token-not-for-production-use}"
 export DATABASE_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/teams_bridge}"
 export NATS_URL="${NATS_URL:-nats://127.0.0.1:4222}"
 

@@ -28,7 +28,7 @@ pub use ledger::{Baseline, DrainLimits, LedgerReport, LedgerScope};
 pub use load::{Accepted, LoadResult, LoadSpec, Mode};
 pub use report::{RunSummary, ScenarioOutcome};
 
-/// Options of `teams-bridge bench`. Database and NATS settings (for the ledger check) are
+/// Options of `teams-bridge-bench`. Database and NATS settings (for the ledger check) are
 /// the service's own: `DATABASE_URL`, `NATS_URL`, `NATS_STREAM`, `NATS_SUBJECT_PREFIX`,
 /// `HR_AUDIT_CONSUMER`.
 #[derive(Debug, Clone, clap::Args)]

@@ -28,6 +28,7 @@ use crate::{
 /// A built, bound, not yet running `serve`.
 pub struct Application {
     listener: std::net::TcpListener,
+    admin: Option<std::net::TcpListener>,
     state: AppState,
     config: Arc<Config>,
     pool: PgPool,
@@ -40,6 +41,7 @@ impl Application {
     /// starts the committer and binds the listen address.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         config.require_webhooks()?;
+        warn_about_keys(&config);
         let pool = db::prepare(&config).await?;
         let nats = nats::connect(&config).await?;
         let js = nats::context(nats.clone());
@@ -48,8 +50,15 @@ impl Application {
         let ensure =
             tokio::time::timeout(Duration::from_secs(2), nats::ensure_stream(&js, &config));
         match ensure.await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::warn!(error = %e, "stream not ready yet; the relay will retry"),
+            // Now the server's max_payload is known: a body that could never be published
+            // must be refused at the door, not found in the outbox later.
+            Ok(Ok(())) => nats::check_max_payload(&nats, &config)
+                .transpose()
+                .map(drop)?,
+            Ok(Err(e)) => {
+                let error = format!("{e:#}");
+                tracing::warn!(%error, "stream not ready yet; the relay will retry")
+            }
             Err(_) => tracing::warn!("NATS not reachable yet; the relay will retry"),
         }
         let handoff = Arc::new(Handoff::default());
@@ -62,9 +71,11 @@ impl Application {
             config.commit_batch_max,
             handoff.clone(),
         );
-        let listener = std::net::TcpListener::bind(config.listen_addr)
-            .with_context(|| format!("binding LISTEN_ADDR {}", config.listen_addr))?;
-        listener.set_nonblocking(true)?;
+        let listener = bind("LISTEN_ADDR", config.listen_addr)?;
+        let admin = config
+            .admin_listen_addr
+            .map(|a| bind("ADMIN_LISTEN_ADDR", a))
+            .transpose()?;
         let dependencies = health::Dependencies {
             pool: pool.clone(),
             nats,
@@ -75,13 +86,14 @@ impl Application {
         let state = AppState {
             ingest: Ingest::new(&config, Arc::new(committer)),
             api: ApiState::new(pool.clone(), config.audit_api_token.clone()),
-            health: health::Health(Arc::new(dependencies)),
+            health: health::Health::spawn(Arc::new(dependencies)).await,
             metrics: crate::infra::telemetry::metrics(),
         };
         let relay = relay_for(&config, js)?;
         let config = Arc::new(config);
         Ok(Self {
             listener,
+            admin,
             state,
             config,
             pool,
@@ -97,6 +109,11 @@ impl Application {
             .expect("a bound listener has an address")
     }
 
+    /// The bound admin address, when `ADMIN_LISTEN_ADDR` is set.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
     /// The service's Postgres pool (tests read through it).
     pub fn pool(&self) -> &PgPool {
         &self.pool
@@ -107,6 +124,7 @@ impl Application {
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let Self {
             listener,
+            admin,
             state,
             config,
             relay,
@@ -120,7 +138,14 @@ impl Application {
             Some(handoff),
             relay_stop.clone(),
         ));
-        serve(listener, http::router(state), &config, shutdown).await?;
+        let router = match admin {
+            None => http::router(state),
+            Some(admin) => {
+                serve_admin(admin, http::admin_router(state.clone()), shutdown.clone())?;
+                http::public_router().with_state(state)
+            }
+        };
+        serve(listener, router, &config, shutdown).await?;
         relay_stop.cancel();
         let _ = relay_task.await;
         // What the last requests committed: publish it now rather than at the next start.
@@ -139,28 +164,74 @@ async fn serve(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
-    let (Some(cert), Some(key)) = (&config.tls_cert, &config.tls_key) else {
-        tracing::info!(%addr, "listening (http)");
-        let listener = tokio::net::TcpListener::from_std(listener)?;
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async move { shutdown.cancelled().await })
-            .await?;
-        return Ok(());
+    let room = http::server::connection_room();
+    if room < config.max_connections {
+        tracing::warn!(
+            max_connections = config.max_connections,
+            room,
+            "MAX_CONNECTIONS is above what the open-files limit allows; serving fewer"
+        );
+    }
+    let limits = http::server::Limits {
+        max_connections: config.max_connections.min(room),
+        header_timeout: config.header_timeout,
     };
+    let tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => Some(tls_acceptor(cert, key).await?),
+        _ => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(%addr, scheme, max_connections = limits.max_connections, "listening");
+    let listener = tokio::net::TcpListener::from_std(listener)?;
+    let grace = config.reply_budget + Duration::from_secs(1);
+    http::server::serve(listener, router, limits, tls, shutdown, grace).await;
+    Ok(())
+}
+
+/// The admin routes on their own listener (plain HTTP, for the operator's network).
+fn serve_admin(
+    listener: std::net::TcpListener,
+    router: axum::Router,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::from_std(listener)?;
+    tracing::info!(addr = %listener.local_addr()?, "admin listening (http)");
+    tokio::spawn(async move {
+        let serving = axum::serve(listener, router);
+        serving
+            .with_graceful_shutdown(async move { shutdown.cancelled().await })
+            .await
+    });
+    Ok(())
+}
+
+/// The TLS acceptor of `TLS_CERT` and `TLS_KEY`, offering HTTP/1.1 only.
+async fn tls_acceptor(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> anyhow::Result<tokio_rustls::TlsAcceptor> {
     crate::install_crypto_provider();
-    let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
+    let loaded = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
         .await
         .context("invalid setting TLS_CERT/TLS_KEY")?;
-    let handle = axum_server::Handle::new();
-    let (h, grace) = (handle.clone(), config.reply_budget + Duration::from_secs(1));
-    tokio::spawn(async move {
-        shutdown.cancelled().await;
-        h.graceful_shutdown(Some(grace));
-    });
-    tracing::info!(%addr, "listening (https)");
-    axum_server::from_tcp_rustls(listener, tls)
-        .handle(handle)
-        .serve(router.into_make_service())
-        .await?;
-    Ok(())
+    let mut server = (*loaded.get_inner()).clone();
+    server.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(server)))
+}
+
+fn bind(setting: &str, addr: SocketAddr) -> anyhow::Result<std::net::TcpListener> {
+    let listener =
+        std::net::TcpListener::bind(addr).with_context(|| format!("binding {setting} {addr}"))?;
+    listener.set_nonblocking(true)?;
+    Ok(listener)
+}
+
+/// Teams' security tokens decode to 32 bytes: a key of another length was most likely not
+/// copied whole. Not an error (it still verifies what it was given), but worth a look.
+fn warn_about_keys(config: &Config) {
+    for w in &config.webhooks {
+        for bytes in w.keys.key_lengths().into_iter().filter(|&n| n != 32) {
+            tracing::warn!(webhook = %w.name, bytes, "a webhook key is not 32 bytes: was its token copied whole?");
+        }
+    }
 }

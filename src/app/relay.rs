@@ -24,13 +24,19 @@ pub fn relay_for(config: &Config, js: jetstream::Context) -> anyhow::Result<Rela
         js,
         subject_prefix: config.subject_prefix.clone(),
         batch_size: config.relay_batch_size,
+        max_refusals: config.relay_max_refusals,
     })
 }
 
 /// `teams-bridge relay`: the outbox relay alone, until SIGINT/SIGTERM.
 pub async fn run_relay_process(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     db::prepare(&config).await?;
-    let js = nats::context(nats::connect(&config).await?);
+    let client = nats::connect(&config).await?;
+    let js = nats::context(client.clone());
+    let stream = tokio::time::timeout(Duration::from_secs(2), nats::ensure_stream(&js, &config));
+    if let Ok(Ok(())) = stream.await {
+        nats::check_max_payload(&client, &config).transpose()?;
+    }
     let relay = relay_for(&config, js)?;
     run_relay(relay, Arc::new(config), None, shutdown).await;
     Ok(())
@@ -70,6 +76,10 @@ impl Steps for EnsureStream<'_> {
 
     fn name(&self) -> &'static str {
         "ensure stream"
+    }
+
+    fn log_failure(&self, e: &anyhow::Error) {
+        tracing::warn!(error = %format_args!("{e:#}"), "cannot create the stream yet; retrying");
     }
 
     async fn step(&mut self) -> anyhow::Result<Step> {

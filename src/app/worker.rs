@@ -20,15 +20,25 @@ const STREAM_PATIENCE: Duration = Duration::from_secs(120);
 
 /// Connects the HR audit worker.
 pub async fn hr_audit_worker(config: &Config) -> anyhow::Result<Worker<HrAudit>> {
+    let worker = connect_hr_audit(config, &CancellationToken::new()).await?;
+    worker.context("stopped while waiting for the stream")
+}
+
+/// Connects the HR audit worker; `None` when `shutdown` came first.
+async fn connect_hr_audit(
+    config: &Config,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Option<Worker<HrAudit>>> {
     let pool = db::prepare(config).await?;
     let js = nats::context(nats::connect(config).await?);
-    let stop = CancellationToken::new();
-    let ensured = tokio::time::timeout(STREAM_PATIENCE, ensure_stream(&js, config, &stop)).await;
-    if ensured != Ok(Ended::Done) {
-        anyhow::bail!(
-            "stream {} not reachable within {STREAM_PATIENCE:?}",
-            config.stream_name
-        );
+    let ensure = tokio::time::timeout(STREAM_PATIENCE, ensure_stream(&js, config, shutdown));
+    match ensure.await {
+        Ok(Ended::Done) => {}
+        Ok(Ended::Stopped) => return Ok(None),
+        // One last try, for its error: that is what the operator needs to read.
+        Err(_) => nats::ensure_stream(&js, config)
+            .await
+            .with_context(|| format!("stream not reachable within {STREAM_PATIENCE:?}"))?,
     }
     let spec = ConsumerSpec {
         stream: config.stream_name.clone(),
@@ -38,7 +48,9 @@ pub async fn hr_audit_worker(config: &Config) -> anyhow::Result<Worker<HrAudit>>
         ack_wait: config.worker_ack_wait,
         batch: config.worker_batch,
     };
-    Worker::connect(&js, pool.clone(), spec, HrAudit { pool }).await
+    Worker::connect(&js, pool.clone(), spec, HrAudit { pool })
+        .await
+        .map(Some)
 }
 
 /// `teams-bridge worker hr-audit`: the worker and its `/healthz` + `/metrics`, until shutdown.
@@ -46,7 +58,9 @@ pub async fn run_hr_audit_worker(
     config: Config,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let worker = hr_audit_worker(&config).await?;
+    let Some(worker) = connect_hr_audit(&config, &shutdown).await? else {
+        return Ok(());
+    };
     tracing::info!(consumer = %config.hr_audit_consumer, "hr-audit worker running");
     let addr = config.worker_listen_addr;
     let listener = tokio::net::TcpListener::bind(addr)

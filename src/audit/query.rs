@@ -5,7 +5,7 @@
 //! just a value.
 
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine as _};
-use chrono::{DateTime, Duration as ChronoDuration, NaiveDate, Utc};
+use chrono::{DateTime, Datelike, Duration as ChronoDuration, NaiveDate, Utc};
 use sqlx::{PgPool, Postgres, QueryBuilder};
 use uuid::Uuid;
 
@@ -62,7 +62,7 @@ impl Cursor {
         let raw = String::from_utf8(URL_SAFE_NO_PAD.decode(s).ok()?).ok()?;
         let (micros, id) = raw.split_once('|')?;
         Some(Self {
-            activity_at: DateTime::from_timestamp_micros(micros.parse().ok()?)?,
+            activity_at: DateTime::from_timestamp_micros(micros.parse().ok()?).filter(in_range)?,
             event_id: Uuid::parse_str(id).ok()?,
         })
     }
@@ -91,7 +91,13 @@ pub fn parse_time(s: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, String> 
         _ => None,
     }
     .ok_or_else(bad)?;
-    now.checked_sub_signed(age).ok_or_else(bad)
+    now.checked_sub_signed(age).filter(in_range).ok_or_else(bad)
+}
+
+/// Within what the database stores (years 1 to 9999): anything else would fail the query
+/// instead of being a clear 400.
+fn in_range(t: &DateTime<Utc>) -> bool {
+    (1..=9999).contains(&t.year())
 }
 
 /// Parses an operation name for a filter (`create`, `read`, `update`, `delete`, `note`),
@@ -194,7 +200,14 @@ mod tests {
             parse_time("90m", now()).unwrap().to_rfc3339(),
             "2026-11-27T10:30:00+00:00"
         );
-        for bad in ["", "yesterday", "7y", "d", "'; drop table audit_log; --"] {
+        for bad in [
+            "",
+            "yesterday",
+            "7y",
+            "d",
+            "'; drop table audit_log; --",
+            "13000000w",
+        ] {
             assert!(parse_time(bad, now()).is_err(), "{bad}");
         }
     }
@@ -207,6 +220,12 @@ mod tests {
         };
         assert_eq!(Cursor::decode(&c.encode()), Some(c));
         assert_eq!(Cursor::decode("not-a-cursor"), None);
+        let far = URL_SAFE_NO_PAD.encode(format!("{}|{}", i64::MAX / 2, Uuid::nil()));
+        assert_eq!(
+            Cursor::decode(&far),
+            None,
+            "a time out of the database's range"
+        );
     }
 
     #[test]

@@ -5,6 +5,7 @@
 pub mod audit;
 mod bench;
 mod healthcheck;
+pub mod replay;
 mod sign;
 pub mod simulate;
 
@@ -53,6 +54,8 @@ pub enum Command {
     },
     /// Query the HR audit log, newest first.
     Audit(audit::AuditArgs),
+    /// Queue stored activities for publishing again (refills the stream from Postgres).
+    Replay(replay::ReplayArgs),
     /// Act as Teams: build a realistic activity, sign it, post it, show the reply.
     Simulate(simulate::SimulateArgs),
     /// Exit 0 when the service answers its health endpoint (for container health checks).
@@ -119,9 +122,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Sign { secret, file: body } => sign::run(&secret, body.as_deref())?,
         Command::Audit(args) => return audit::run(args, &Config::load(file)?).await,
+        Command::Replay(args) => return replay::run(args, &load(file)?).await,
         Command::Simulate(args) => return simulate::run(args).await,
         Command::Healthcheck { url } => return healthcheck::run(url, file).await,
-        Command::Bench { args } => return bench::run(args),
+        Command::Bench { args } => return bench::run(args, file).await,
     }
     Ok(ExitCode::SUCCESS)
 }

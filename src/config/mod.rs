@@ -15,7 +15,7 @@ use setting::{invalid, settings, Sources};
 pub use setting::{ConfigError, Setting};
 pub use webhook::Webhook;
 
-use crate::domain::secret::Secret;
+use crate::domain::{secret::Secret, signature::DOCUMENTED_TEST_TOKEN};
 
 settings! {
     /// Postgres; `serve`, `relay`, `worker` and `migrate` create the database if missing and
@@ -27,23 +27,42 @@ settings! {
     /// most concurrent group commits; a second one starts only when `COMMIT_BATCH_MAX`/8
     /// requests wait (see BENCHMARKS.md)
     commit_tasks: usize = "COMMIT_TASKS", Some("4"), required(parse::positive);
-    /// NATS server(s), comma-separated
-    nats_url: String = "NATS_URL", Some("nats://127.0.0.1:4222"), required(parse::nats_urls);
-    /// JetStream stream, created or updated at start-up
+    /// NATS server(s), comma-separated; may hold credentials (never printed)
+    nats_url: Secret<String> = "NATS_URL", Some("nats://127.0.0.1:4222"),
+        required(parse::nats_urls);
+    /// JetStream stream, created at start-up when missing (an existing one is left as it is)
     stream_name: String = "NATS_STREAM", Some("TEAMS"), required(parse::token);
     /// the stream holds `{prefix}.>`
     subject_prefix: String = "NATS_SUBJECT_PREFIX", Some("teams"), required(parse::dotted_tokens);
     /// JetStream de-duplication window; longer than the relay's 5 s retry cap
     duplicate_window: Duration = "NATS_DUPLICATE_WINDOW_SECS", Some("120"), required(parse::secs);
+    /// replicas of a stream this service creates (an existing stream is never changed: a
+    /// difference is a warning at start)
+    stream_replicas: usize = "NATS_STREAM_REPLICAS", Some("1"), required(parse::positive);
+    /// age after which the stream drops messages (`30d`, `12h`, `90m`, `3600s`; `0` keeps them
+    /// for ever). Postgres is the record: `teams-bridge replay` refills the stream
+    stream_max_age: Duration = "NATS_STREAM_MAX_AGE", Some("7d"), required(parse::age);
+    /// most bytes the stream keeps before dropping its oldest messages; unset: no limit
+    stream_max_bytes: Option<i64> = "NATS_STREAM_MAX_BYTES", None, optional(parse::positive);
     /// HTTP(S) address of `serve`
     listen_addr: SocketAddr = "LISTEN_ADDR", Some("0.0.0.0:3978"), required(parse::socket_addr);
+    /// when set, `/readyz` and `/metrics` are served here (plain HTTP) and not on `LISTEN_ADDR`
+    admin_listen_addr: Option<SocketAddr> = "ADMIN_LISTEN_ADDR", None,
+        optional(parse::socket_addr);
     /// `name=security_token` pairs, comma-separated; repeat a name to give it a key ring
     /// (required by `serve`; in the file, `[[webhook]]` tables)
     webhooks: Vec<Webhook> = "TEAMS_WEBHOOKS", None, webhook::webhooks;
     /// time a webhook request may take before it is answered 503 (Teams waits 5 s); 1–4999
     reply_budget: Duration = "REPLY_BUDGET_MS", Some("4000"), required(parse::reply_budget);
-    /// largest request body; larger gets 413
+    /// largest request body; larger gets 413 (a declared `Content-Length` over it, before the
+    /// body is read)
     body_limit: usize = "BODY_LIMIT_BYTES", Some("262144"), required(parse::positive);
+    /// most open connections of `serve`; beyond it a new connection is closed at once. Kept
+    /// below the open-files limit (raised to its hard limit at start)
+    max_connections: usize = "MAX_CONNECTIONS", Some("10000"), required(parse::positive);
+    /// time for a request's head (and a TLS handshake); an idle keep-alive connection is
+    /// closed after it too
+    header_timeout: Duration = "HTTP_HEADER_TIMEOUT_SECS", Some("5"), required(parse::secs);
     /// webhook requests processed at once; beyond it, a fast 503 with `Retry-After`. About
     /// commit throughput × the wait you accept (10k/s × 100 ms); more only queues requests
     /// inside the service
@@ -52,8 +71,11 @@ settings! {
     commit_batch_max: usize = "COMMIT_BATCH_MAX", Some("512"), required(parse::positive);
     /// most outbox rows per relay step
     relay_batch_size: i64 = "RELAY_BATCH_SIZE", Some("512"), required(parse::positive);
-    /// bearer token of `GET /api/audit`; unset turns the API off
-    audit_api_token: Option<Secret<String>> = "AUDIT_API_TOKEN", None, optional(parse::secret);
+    /// times JetStream may refuse a row (over `max_payload`, rejected) before it moves to
+    /// `outbox_dead`; NATS being away never counts
+    relay_max_refusals: i32 = "RELAY_MAX_REFUSALS", Some("10"), required(parse::positive);
+    /// bearer token of `GET /api/audit`, at least 32 characters; unset turns the API off
+    audit_api_token: Option<Secret<String>> = "AUDIT_API_TOKEN", None, optional(parse::api_token);
     /// durable consumer name of the HR audit worker
     hr_audit_consumer: String = "HR_AUDIT_CONSUMER", Some("hr-audit"), required(parse::token);
     /// deliveries of an unusable message before it is dead-lettered
@@ -65,7 +87,8 @@ settings! {
     /// where a worker serves `/healthz` and `/metrics`
     worker_listen_addr: SocketAddr = "WORKER_LISTEN_ADDR", Some("0.0.0.0:9464"),
         required(parse::socket_addr);
-    /// `/readyz` fails when the oldest unpublished outbox row is older
+    /// `/readyz` warns when the oldest unpublished outbox row is older (a NATS outage does not
+    /// make a replica unready: the outbox absorbs it)
     ready_max_outbox_age: Duration = "READY_MAX_OUTBOX_AGE_SECS", Some("30"),
         required(parse::secs);
     /// PEM certificate chain; with `TLS_KEY`, `serve` speaks HTTPS itself (rustls)
@@ -76,6 +99,9 @@ settings! {
     log_format: LogFormat = "LOG_FORMAT", Some("text"), required(LogFormat::from_str);
     /// log filter
     log_filter: String = "RUST_LOG", Some("info,sqlx=warn"), required(parse::log_filter);
+    /// `1` lets `serve` accept the security token published in Microsoft's documentation
+    /// (for trying teams-bridge locally; `scripts/run.sh` sets it); never in production
+    dev_mode: bool = "DEV_MODE", Some("0"), required(parse::flag);
 }
 
 /// The environment variable that names the TOML file.
@@ -154,13 +180,27 @@ impl Config {
         Ok(config)
     }
 
-    /// Checks what only the receiver needs: at least one webhook.
+    /// Checks what only the receiver needs: at least one webhook, and none whose key anyone
+    /// could know (the documented test token) unless `DEV_MODE=1`.
     pub fn require_webhooks(&self) -> Result<(), ConfigError> {
         if self.webhooks.is_empty() {
             return Err(invalid(
                 "TEAMS_WEBHOOKS",
                 "no webhook configured; set TEAMS_WEBHOOKS=name=<security token from Teams>",
             ));
+        }
+        let public = self
+            .webhooks
+            .iter()
+            .find(|w| w.keys.holds_token(DOCUMENTED_TEST_TOKEN));
+        if let (Some(w), false) = (public, self.dev_mode) {
+            let reason = format!(
+                "webhook {:?} uses the security token published in Microsoft's documentation, \
+                 which anyone can sign with; use the token Teams showed for your webhook \
+                 (DEV_MODE=1 allows it for local trials)",
+                w.name
+            );
+            return Err(invalid("TEAMS_WEBHOOKS", reason));
         }
         Ok(())
     }
@@ -208,7 +248,7 @@ mod tests {
             c.database_url.expose(),
             "postgres://postgres@127.0.0.1:5432/teams_bridge"
         );
-        assert_eq!(c.nats_url, "nats://127.0.0.1:4222");
+        assert_eq!(c.nats_url.expose(), "nats://127.0.0.1:4222");
         assert_eq!(c.listen_addr.to_string(), "0.0.0.0:3978");
         assert_eq!(c.stream_name, "TEAMS");
         assert_eq!(c.subject_prefix, "teams");
@@ -233,7 +273,7 @@ mod tests {
             "nats_url = \"nats://file:4222\"\nlisten_addr = \"127.0.0.1:9000\"\n[[webhook]]\nname = \"contoso\"\nsecrets = [\"{TOKEN_A}\", \"{TOKEN_B}\"]\n"
         );
         let c = Config::from_map(&env(&[("NATS_URL", "nats://env:4222")]), Some(&toml)).unwrap();
-        assert_eq!(c.nats_url, "nats://env:4222");
+        assert_eq!(c.nats_url.expose(), "nats://env:4222");
         assert_eq!(c.listen_addr.to_string(), "127.0.0.1:9000");
         assert_eq!(c.webhooks[0].keys.len(), 2);
     }
@@ -273,7 +313,7 @@ mod tests {
         let c = Config::from_map(
             &env(&[
                 ("DATABASE_URL", "postgres://u:hunter2@db/x"),
-                ("AUDIT_API_TOKEN", "sekrit"),
+                ("AUDIT_API_TOKEN", "sekrit-sekrit-sekrit-sekrit-sekrit"),
             ]),
             None,
         )
@@ -292,6 +332,32 @@ mod tests {
         assert!(err.reason.contains("listen_adress"), "{err}");
         let c = Config::from_map(&env(&[]), Some("database_pool_size = 3")).unwrap();
         assert_eq!(c.database_pool_size, 3);
+    }
+
+    #[test]
+    fn the_documented_token_is_refused_unless_in_dev_mode() {
+        let hooks = format!("contoso={TOKEN_A}");
+        let c = Config::from_map(&env(&[("TEAMS_WEBHOOKS", &hooks)]), None).unwrap();
+        let err = c.require_webhooks().unwrap_err();
+        assert!(
+            err.reason.contains("published") && !err.reason.contains(TOKEN_A),
+            "{err}"
+        );
+        let dev = env(&[("TEAMS_WEBHOOKS", &hooks), ("DEV_MODE", "1")]);
+        assert!(Config::from_map(&dev, None)
+            .unwrap()
+            .require_webhooks()
+            .is_ok());
+        let other = format!("fabrikam={TOKEN_B}");
+        let c = Config::from_map(&env(&[("TEAMS_WEBHOOKS", &other)]), None).unwrap();
+        assert!(c.require_webhooks().is_ok());
+    }
+
+    #[test]
+    fn a_short_api_token_is_refused_without_being_echoed() {
+        let err = Config::from_map(&env(&[("AUDIT_API_TOKEN", "hunter2")]), None).unwrap_err();
+        assert_eq!(err.setting, "AUDIT_API_TOKEN");
+        assert!(!err.to_string().contains("hunter2"));
     }
 
     #[test]

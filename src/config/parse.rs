@@ -3,7 +3,7 @@
 
 use std::{net::SocketAddr, path::PathBuf, str::FromStr, time::Duration};
 
-use crate::domain::secret::Secret;
+use crate::domain::{event::is_token, secret::Secret};
 
 /// A setting that has a default, so a value is always there to parse.
 pub(crate) fn required<T>(
@@ -33,6 +33,23 @@ pub(crate) fn secs(s: &str) -> Result<Duration, String> {
     positive(s).map(Duration::from_secs)
 }
 
+/// An age: a whole number with `d`, `h`, `m` or `s` (plain numbers are seconds); `0` is none.
+pub(crate) fn age(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let bad = || "expected an age such as 7d, 12h, 90m or 3600s".to_string();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (n, unit) = s.split_at(split);
+    let n: u64 = n.parse().map_err(|_| bad())?;
+    let unit = match unit {
+        "d" => 86_400,
+        "h" => 3_600,
+        "m" => 60,
+        "s" | "" => 1,
+        _ => return Err(bad()),
+    };
+    n.checked_mul(unit).map(Duration::from_secs).ok_or_else(bad)
+}
+
 /// Milliseconds a webhook request may take: Teams waits 5 s.
 pub(crate) fn reply_budget(s: &str) -> Result<Duration, String> {
     let ms: u64 = s.trim().parse().map_err(|_| "expected a whole number")?;
@@ -40,14 +57,6 @@ pub(crate) fn reply_budget(s: &str) -> Result<Duration, String> {
         return Err("must be between 1 and 4999 (Teams waits 5 s)".into());
     }
     Ok(Duration::from_millis(ms))
-}
-
-/// A NATS subject token and URL path segment that needs no escaping.
-pub(crate) fn is_token(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 64
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// One token: a stream or consumer name.
@@ -79,12 +88,12 @@ pub(crate) fn postgres_url(s: &str) -> Result<Secret<String>, String> {
     url(s, &["postgres", "postgresql"]).map(|u| Secret::new(u.to_string()))
 }
 
-/// One or more NATS server URLs, comma-separated.
-pub(crate) fn nats_urls(s: &str) -> Result<String, String> {
+/// One or more NATS server URLs, comma-separated; they may hold credentials.
+pub(crate) fn nats_urls(s: &str) -> Result<Secret<String>, String> {
     for part in s.split(',') {
         url(part.trim(), &["nats", "tls", "ws", "wss"])?;
     }
-    Ok(s.to_string())
+    Ok(Secret::new(s.to_string()))
 }
 
 /// `host:port`.
@@ -94,9 +103,21 @@ pub(crate) fn socket_addr(s: &str) -> Result<SocketAddr, String> {
         .map_err(|_| "expected host:port, e.g. 0.0.0.0:3978".into())
 }
 
-/// Text that must never be printed.
-pub(crate) fn secret(s: &str) -> Result<Secret<String>, String> {
-    Ok(Secret::new(s.to_string()))
+/// A bearer token: never printed, and long enough not to be guessed.
+pub(crate) fn api_token(s: &str) -> Result<Secret<String>, String> {
+    match s.trim().chars().count() {
+        32.. => Ok(Secret::new(s.trim().to_string())),
+        _ => Err("must be at least 32 characters (e.g. `openssl rand -hex 24`)".into()),
+    }
+}
+
+/// `1`/`true`/`yes` or `0`/`false`/`no`.
+pub(crate) fn flag(s: &str) -> Result<bool, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err("expected 1 or 0".into()),
+    }
 }
 
 /// A file path.
@@ -108,7 +129,7 @@ pub(crate) fn path(s: &str) -> Result<PathBuf, String> {
 pub(crate) fn log_filter(s: &str) -> Result<String, String> {
     tracing_subscriber::EnvFilter::try_new(s)
         .map(|_| s.to_string())
-        .map_err(|e| format!("not a log filter: {e}"))
+        .map_err(|_| "not a log filter (e.g. info,sqlx=warn)".to_string())
 }
 
 #[cfg(test)]
@@ -123,6 +144,15 @@ mod tests {
     }
 
     #[test]
+    fn ages_take_a_unit_and_plain_numbers_are_seconds() {
+        assert_eq!(age("7d"), Ok(Duration::from_secs(7 * 86_400)));
+        assert_eq!(age("90m"), Ok(Duration::from_secs(5_400)));
+        assert_eq!(age("3600"), Ok(Duration::from_secs(3_600)));
+        assert_eq!(age("0"), Ok(Duration::ZERO));
+        assert!(age("7y").is_err() && age("d").is_err() && age("99999999999999999d").is_err());
+    }
+
+    #[test]
     fn the_reply_budget_stays_inside_teams_five_seconds() {
         assert_eq!(reply_budget("4000"), Ok(Duration::from_secs(4)));
         assert!(reply_budget("0").is_err() && reply_budget("5000").is_err());
@@ -134,6 +164,14 @@ mod tests {
         assert!(postgres_url("mysql://x").is_err() && postgres_url("postgres://").is_err());
         assert!(nats_urls("nats://a:4222, tls://b:4222").is_ok());
         assert!(nats_urls("nats://a:4222,localhost").is_err());
+    }
+
+    #[test]
+    fn api_tokens_are_long_and_flags_are_flags() {
+        assert!(api_token(&"x".repeat(31)).is_err());
+        assert_eq!(api_token(&"x".repeat(32)).unwrap().expose().len(), 32);
+        assert_eq!((flag("1"), flag("off")), (Ok(true), Ok(false)));
+        assert!(flag("maybe").is_err());
     }
 
     #[test]

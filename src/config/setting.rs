@@ -97,26 +97,39 @@ impl Sources<'_> {
 /// The file's `[[webhook]]` tables (`name`, `secrets`) in the environment's list form,
 /// `name=token,name=token`, so both forms go through one parser.
 fn webhook_tables(tables: Option<&toml::Value>) -> Result<Option<String>, ConfigError> {
-    let bad = || {
+    let bad = |why: &str| {
         invalid(
             "TEAMS_WEBHOOKS",
-            "expected [[webhook]] tables with a name and at least one secret",
+            format!("in the file's [[webhook]] tables: {why}"),
         )
     };
     let Some(tables) = tables else {
         return Ok(None);
     };
+    let tables = tables.as_array().ok_or_else(|| bad("expected tables"))?;
+    let mut names = Vec::new();
     let mut pairs = Vec::new();
-    for table in tables.as_array().ok_or_else(bad)? {
-        let table = table.as_table().ok_or_else(bad)?;
+    for table in tables {
+        let table = table.as_table().ok_or_else(|| bad("expected tables"))?;
         if table.keys().any(|k| k != "name" && k != "secrets") {
-            return Err(bad());
+            return Err(bad("a table holds only name and secrets"));
         }
-        let name = table.get("name").and_then(|n| n.as_str()).ok_or_else(bad)?;
+        let name = table.get("name").and_then(|n| n.as_str());
+        let name = name.ok_or_else(|| bad("every table needs a name"))?;
+        if names.contains(&name) {
+            return Err(bad(
+                "a webhook is listed twice; give one table with several secrets",
+            ));
+        }
+        names.push(name);
         let secrets = table.get("secrets").and_then(|s| s.as_array());
-        let secrets = secrets.filter(|s| !s.is_empty()).ok_or_else(bad)?;
+        let secrets = secrets.filter(|s| !s.is_empty());
+        let secrets = secrets.ok_or_else(|| bad("every webhook needs at least one secret"))?;
         for secret in secrets {
-            pairs.push(format!("{name}={}", secret.as_str().ok_or_else(bad)?));
+            // Base64 has no comma: one here would split the list form below.
+            let secret = secret.as_str().filter(|s| !s.contains(','));
+            let secret = secret.ok_or_else(|| bad("a secret is not a base64 string"))?;
+            pairs.push(format!("{name}={secret}"));
         }
     }
     Ok(Some(pairs.join(",")))

@@ -1,6 +1,6 @@
 //! `TEAMS_WEBHOOKS`: the configured outgoing webhooks, each a name and a key ring.
 
-use crate::{config::parse::is_token, domain::signature::KeyRing};
+use crate::domain::{event::is_token, signature::KeyRing};
 
 /// One configured outgoing webhook: the name in `/webhooks/{name}` and its key ring.
 #[derive(Debug, Clone)]
@@ -35,10 +35,14 @@ fn parse_list(list: &str) -> Result<Vec<(String, Vec<String>)>, String> {
 }
 
 fn build((name, tokens): (String, Vec<String>)) -> Result<Webhook, String> {
+    // An invalid name is not echoed: `TEAMS_WEBHOOKS=<token>` (the name forgotten) would
+    // otherwise print most of the token as the rejected name.
     if !is_token(&name) {
-        return Err(format!(
-            "webhook name {name:?} must use letters, digits, `-` and `_` only"
-        ));
+        return Err(
+            "a webhook name is missing or not made of letters, digits, `-` and `_` \
+             (expected name=security_token)"
+                .into(),
+        );
     }
     let keys = KeyRing::from_tokens(tokens.iter().map(String::as_str))
         .map_err(|e| format!("webhook {name:?}: {e}"))?;
@@ -55,6 +59,12 @@ mod tests {
     fn only_the_first_equals_sign_separates_a_name_from_its_token() {
         let w = webhooks(Some(&format!("contoso={TOKEN}"))).unwrap();
         assert_eq!((w[0].name.as_str(), w[0].keys.len()), ("contoso", 1));
+    }
+
+    #[test]
+    fn a_token_given_without_a_name_is_not_echoed() {
+        let err = webhooks(Some(TOKEN)).unwrap_err();
+        assert!(!err.contains(&TOKEN[..20]), "{err}");
     }
 
     #[test]

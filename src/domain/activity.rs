@@ -194,7 +194,23 @@ fn has_nul_escape(body: &[u8]) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    proptest! {
+        #[test]
+        fn any_bytes_parse_or_are_refused_never_a_panic(body in proptest::collection::vec(any::<u8>(), 0..400)) {
+            let _ = Activity::parse(&body);
+        }
+
+        #[test]
+        fn json_shaped_text_parses_or_is_refused_never_a_panic(
+            s in r#"\{("(type|id|text|from|timestamp|channelData|conversation)":("[^"]*"|\d+|null|\{\}|\[\]|true),?){0,8}\}"#,
+        ) {
+            let _ = Activity::parse(s.as_bytes());
+        }
+    }
 
     fn fixture(name: &str) -> Vec<u8> {
         let path = format!("{}/tests/fixtures/teams/{name}", env!("CARGO_MANIFEST_DIR"));

@@ -4,7 +4,8 @@
 //! - body: the exact bytes Teams signed;
 //! - headers: `Nats-Msg-Id` (= event id, JetStream de-duplication) and CloudEvents 1.0
 //!   binary-mode attributes (`ce-specversion`, `ce-id`, `ce-source`, `ce-type`, `ce-time`,
-//!   `ce-subject`, `content-type`), plus `traceparent` when the request carried one.
+//!   `ce-subject` (the conversation id, when at most 1 KiB), `content-type`), plus
+//!   `traceparent` when the request carried one.
 //!
 //! Pure logic: building the headers for the relay, and reading them back for consumers.
 
@@ -12,6 +13,9 @@ use async_nats::HeaderMap;
 use bytes::Bytes;
 use chrono::{DateTime, SecondsFormat, Utc};
 use uuid::Uuid;
+
+/// Longest `ce-subject` (conversation id) carried; longer ones are left out.
+pub const MAX_CE_SUBJECT: usize = 1024;
 
 /// CloudEvents `type` prefix; the activity type is appended (`com.microsoft.teams.activity.message`).
 pub const CE_TYPE_PREFIX: &str = "com.microsoft.teams.activity.";
@@ -34,6 +38,16 @@ pub struct Outgoing {
     pub traceparent: Option<String>,
     /// The exact signed bytes.
     pub raw: Bytes,
+}
+
+/// A NATS subject token that is also a URL path segment needing no escaping and a log value
+/// needing no quoting: 1 to 64 letters, digits, `-` and `_`. Webhook names, stream and
+/// consumer names are tokens.
+pub fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// The subject token for an activity type: anything outside `[A-Za-z0-9_-]` becomes `_`,
@@ -101,8 +115,10 @@ impl Outgoing {
                 .as_str(),
         );
         if let Some(conv) = &self.conversation_id {
-            // Header values cannot hold CR/LF; conversation ids never do, but make sure.
-            if !conv.contains(['\r', '\n']) {
+            // Header values cannot hold CR/LF; conversation ids never do, but make sure. A
+            // conversation id is ~60 bytes; a longer one is left out so the headers stay
+            // within the room the relay keeps for them beside the body.
+            if !conv.contains(['\r', '\n']) && conv.len() <= MAX_CE_SUBJECT {
                 h.insert("ce-subject", conv.as_str());
             }
         }

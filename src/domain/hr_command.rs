@@ -291,7 +291,21 @@ fn value<'a>(s: &'a str, field: &str) -> Result<(String, &'a str), String> {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    proptest! {
+        #[test]
+        fn any_message_is_an_operation_or_a_note_and_never_longer_than_typed(
+            s in r#"(create|update|delete|read|employee|E-1|[a-z]{1,8}=|"|“|\\| |[a-zA-Z0-9_-]{1,10}|[^\x00]){0,40}"#,
+        ) {
+            let c = parse(&s);
+            prop_assert!(c.text.len() <= s.len());
+            prop_assert!(c.changes.iter().all(|(f, v)| f.len() <= 64 && v.len() <= s.len()));
+            prop_assert_eq!(c.operation == Operation::Note, c.record_id.is_none());
+        }
+    }
     use Operation::{Create, Delete, Note, Read, Update};
 
     const AT: &str = "<at>HR Audit</at> ";

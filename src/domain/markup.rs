@@ -9,13 +9,16 @@
 pub fn plain_text(html: &str) -> String {
     let mut out = String::with_capacity(html.len());
     let mut leading = true;
+    let mut closings = Closings::default();
     let mut i = 0;
     while i < html.len() {
         let rest = &html[i..];
         if let Some((len, name)) = parse_tag(rest) {
             let is_mention = leading && name == "at";
-            let mention_end = is_mention.then(|| closing_at_end(&rest[len..])).flatten();
-            i += len + mention_end.unwrap_or(0);
+            let mention_end = is_mention
+                .then(|| closings.end_after(html, i + len))
+                .flatten();
+            i = mention_end.unwrap_or(i + len);
             if matches!(name.as_str(), "br" | "/p" | "/div") {
                 out.push('\n');
             }
@@ -61,12 +64,45 @@ fn parse_tag(s: &str) -> Option<(usize, String)> {
     Some((end + 1, name.to_ascii_lowercase()))
 }
 
-/// Byte offset just past the first `</at>` in `s`.
-fn closing_at_end(s: &str) -> Option<usize> {
+/// Where the next `</at>` is. Every search starts past the previous one's result, so over
+/// a whole text the searches cover each byte once: many unclosed `<at>` stay linear.
+#[derive(Default)]
+struct Closings {
+    /// The last `</at>` found: (start, end) in the text.
+    found: Option<(usize, usize)>,
+    /// No `</at>` at or after the last search's start.
+    none_after: Option<usize>,
+}
+
+impl Closings {
+    /// The end of the first `</at>` at or after `from`.
+    fn end_after(&mut self, html: &str, from: usize) -> Option<usize> {
+        if self.none_after.is_some_and(|p| from >= p) {
+            return None;
+        }
+        if let Some((start, end)) = self.found.filter(|(start, _)| *start >= from) {
+            debug_assert!(start < end);
+            return Some(end);
+        }
+        match closing_at(&html[from..]) {
+            Some((start, end)) => {
+                self.found = Some((from + start, from + end));
+                Some(from + end)
+            }
+            None => {
+                self.none_after = Some(from);
+                None
+            }
+        }
+    }
+}
+
+/// Start and end (byte offsets) of the first `</at>` in `s`.
+fn closing_at(s: &str) -> Option<(usize, usize)> {
     let mut from = 0;
     while let Some(at) = s[from..].find('<').map(|off| from + off) {
         match parse_tag(&s[at..]) {
-            Some((len, name)) if name == "/at" => return Some(at + len),
+            Some((len, name)) if name == "/at" => return Some((at, at + len)),
             _ => from = at + 1,
         }
     }
@@ -89,7 +125,29 @@ fn leading_space(s: &str) -> Option<usize> {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    proptest! {
+        #[test]
+        fn stripping_never_panics_and_never_grows_the_text(s in "(<at>|</at>|<p>|&nbsp;|<|>|&|[a-z ]|[^<>&]){0,200}") {
+            prop_assert!(plain_text(&s).len() <= s.len());
+        }
+
+        #[test]
+        fn stripping_arbitrary_text_never_panics(s in any::<String>()) {
+            prop_assert!(plain_text(&s).chars().count() <= s.chars().count());
+        }
+    }
+
+    #[test]
+    fn a_mention_after_unclosed_ones_is_still_found_once() {
+        assert_eq!(plain_text("<at><at>Bot</at> hi"), "hi");
+        assert_eq!(plain_text("<at>x <at>y"), "x y");
+        let many = "<at>".repeat(10_000) + "hi";
+        assert_eq!(plain_text(&many), "hi");
+    }
 
     #[test]
     fn odd_markup_never_panics_and_unclosed_mentions_lose_only_their_tag() {

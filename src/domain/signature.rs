@@ -7,6 +7,7 @@
 use base64::{engine::general_purpose::STANDARD, Engine as _};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
+use subtle::ConstantTimeEq;
 
 use crate::domain::secret::Secret;
 
@@ -53,6 +54,20 @@ impl KeyRing {
         Ok(Self { keys })
     }
 
+    /// Whether one of the ring's keys is `token`'s (compared in constant time).
+    pub fn holds_token(&self, token: &str) -> bool {
+        let Ok(wanted) = decode_token(token) else {
+            return false;
+        };
+        let same = |k: &Secret<Vec<u8>>| bool::from(k.expose().ct_eq(wanted.expose()));
+        self.keys.iter().fold(false, |found, k| found | same(k))
+    }
+
+    /// The length in bytes of each key (Teams' tokens decode to 32).
+    pub fn key_lengths(&self) -> Vec<usize> {
+        self.keys.iter().map(|k| k.expose().len()).collect()
+    }
+
     /// Number of keys in the ring.
     pub fn len(&self) -> usize {
         self.keys.len()
@@ -83,6 +98,10 @@ impl KeyRing {
         }
     }
 }
+
+/// The security token of Microsoft's documented example (the `contoso` test vector): public,
+/// so anyone can sign with it. `serve` refuses it unless `DEV_MODE=1`.
+pub const DOCUMENTED_TEST_TOKEN: &str = "vqF0En+Z0ucuRTM/01o2GuhMH3hKKk/N2bOmlM31zaA=";
 
 /// Decodes one base64 security token into key bytes.
 pub(crate) fn decode_token(token: &str) -> Result<Secret<Vec<u8>>, BadToken> {
@@ -120,7 +139,20 @@ fn parse_header(header: &[u8]) -> Result<[u8; 32], SignatureError> {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    proptest! {
+        #[test]
+        fn any_header_and_body_is_refused_or_verified_never_a_panic(
+            header in proptest::collection::vec(any::<u8>(), 0..100),
+            body in proptest::collection::vec(any::<u8>(), 0..300),
+        ) {
+            // A random header is never the MAC of a random body: refused, and no panic.
+            prop_assert!(contoso().verify(Some(&header), &body).is_err());
+        }
+    }
 
     const CONTOSO_TOKEN: &str = "vqF0En+Z0ucuRTM/01o2GuhMH3hKKk/N2bOmlM31zaA=";
     const CONTOSO_HEADER: &str = "HMAC 03TCao0i55H1eVKUusZOTZRjtvYTs+mO41mPL+R1e1U=";
@@ -258,6 +290,14 @@ mod tests {
             BadToken
         );
         assert_eq!(KeyRing::from_tokens([""]).unwrap_err(), BadToken);
+    }
+
+    #[test]
+    fn a_ring_knows_whether_it_holds_the_documented_token() {
+        assert!(contoso().holds_token(DOCUMENTED_TEST_TOKEN));
+        let other = KeyRing::from_tokens([FABRIKAM_TOKEN]).unwrap();
+        assert!(!other.holds_token(DOCUMENTED_TEST_TOKEN));
+        assert_eq!(other.key_lengths(), vec![32]);
     }
 
     #[test]

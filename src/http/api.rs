@@ -11,6 +11,7 @@ use axum::{
     Json, Router,
 };
 use chrono::Utc;
+use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use sqlx::PgPool;
@@ -55,7 +56,7 @@ async fn list(
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     authorize(&state, &headers)?;
-    let filter = filter_from_params(&params)?;
+    let filter = filter_from_params(&params).inspect_err(|_| refused("bad_parameter"))?;
     let (entries, next) = query::query(&state.pool, &filter).await.map_err(|e| {
         tracing::error!(error = %e, "audit query failed");
         ApiError::unavailable("unavailable", "the audit log is unavailable")
@@ -64,9 +65,12 @@ async fn list(
     Ok((StatusCode::OK, Json(body)).into_response())
 }
 
-/// Bearer token check, constant time. No token configured: the endpoint does not exist.
+/// Bearer token check. The scheme is case-insensitive (RFC 7235); the token is compared as a
+/// SHA-256 digest in constant time, so neither its bytes nor its length leak. No token
+/// configured: the endpoint does not exist. Refusals are counted by reason.
 fn authorize(state: &ApiState, headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(expected) = &state.token else {
+        refused("disabled");
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "disabled",
@@ -76,20 +80,34 @@ fn authorize(state: &ApiState, headers: &HeaderMap) -> Result<(), ApiError> {
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    if bool::from(given.as_bytes().ct_eq(expected.expose().as_bytes())) && !given.is_empty() {
-        Ok(())
-    } else {
-        Err(ApiError::unauthorized(
-            "unauthorized",
-            "missing or wrong bearer token",
-        ))
+        .and_then(|v| v.trim().split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim());
+    let digest = |s: &str| Sha256::digest(s.as_bytes());
+    let matches = given.is_some_and(|g| bool::from(digest(g).ct_eq(&digest(expected.expose()))));
+    if matches {
+        return Ok(());
     }
+    refused(if given.is_none() {
+        "missing_token"
+    } else {
+        "wrong_token"
+    });
+    Err(ApiError::unauthorized(
+        "unauthorized",
+        "missing or wrong bearer token",
+    ))
+}
+
+/// Counts a refused API call.
+fn refused(reason: &'static str) {
+    metrics::counter!("teams_bridge_api_refused_total", "reason" => reason).increment(1);
 }
 
 /// Turns query parameters into a filter; a bad value is a 400 naming its parameter.
-pub(crate) fn filter_from_params(params: &HashMap<String, String>) -> Result<AuditFilter, ApiError> {
+pub(crate) fn filter_from_params(
+    params: &HashMap<String, String>,
+) -> Result<AuditFilter, ApiError> {
     let bad = |name: &str, why: String| {
         ApiError::bad_request("bad_parameter", format!("parameter {name}: {why}"))
     };

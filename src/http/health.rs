@@ -1,8 +1,14 @@
-//! Health and readiness. `/healthz`: the process serves HTTP. `/readyz`: Postgres answers,
-//! NATS is connected, the stream exists and the outbox is not falling behind; 503 with the
-//! list of problems otherwise. Workers have their own `/healthz`, from their heartbeat.
+//! Health and readiness. `/healthz`: the process serves HTTP. `/readyz`: this replica can
+//! verify and commit now (Postgres answers); 503 otherwise. A NATS outage is what the outbox
+//! absorbs, so it does not make a replica unready: it shows in `warnings`, with an old outbox
+//! and rows in `outbox_dead`. The checks run in the background every second and `/readyz`
+//! answers from their latest result, so a flood of probes costs nothing. Workers have their
+//! own `/healthz`, from their heartbeat.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use async_nats::jetstream;
 use axum::{
@@ -15,14 +21,18 @@ use axum::{
 use futures::future::BoxFuture;
 use serde_json::json;
 use sqlx::PgPool;
+use tokio::sync::watch;
 
 use crate::{relay, worker::Heartbeat};
 
-/// What `/readyz` found.
+/// What the checks found.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct Readiness {
-    /// Empty when ready.
+    /// Why this replica cannot take webhooks now; empty when ready.
     pub problems: Vec<String>,
+    /// What an operator should look at, though webhooks are taken (NATS away, an old
+    /// outbox, dead outbox rows).
+    pub warnings: Vec<String>,
     /// Unpublished outbox rows (when Postgres answered).
     pub outbox_backlog: Option<i64>,
     /// Age of the oldest, when there is one.
@@ -35,9 +45,41 @@ pub trait Probe: Send + Sync + 'static {
     fn check(&self) -> BoxFuture<'_, Readiness>;
 }
 
-/// The readiness checks, shared by every request.
+/// How often the checks run; `/readyz` fails when their latest result is three times older.
+const PROBE_EVERY: Duration = Duration::from_secs(1);
+
+/// The latest result of the checks, shared by every request.
 #[derive(Clone)]
-pub struct Health(pub Arc<dyn Probe>);
+pub struct Health(watch::Receiver<(Instant, Readiness)>);
+
+impl Health {
+    /// Runs `probe` now and then every second, for as long as this (or a clone) is in use.
+    pub async fn spawn(probe: Arc<dyn Probe>) -> Self {
+        let (tx, rx) = watch::channel((Instant::now(), probe.check().await));
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tx.closed() => return,
+                    _ = tokio::time::sleep(PROBE_EVERY) => {}
+                }
+                let _ = tx.send((Instant::now(), probe.check().await));
+            }
+        });
+        Self(rx)
+    }
+
+    /// The latest result; a problem of its own when the checks have stalled.
+    pub fn latest(&self) -> Readiness {
+        let (at, mut r) = self.0.borrow().clone();
+        if at.elapsed() > 3 * PROBE_EVERY {
+            r.problems.push(format!(
+                "checks stalled: last result {:.0?} old",
+                at.elapsed()
+            ));
+        }
+        r
+    }
+}
 
 /// The dependencies of `serve`.
 pub struct Dependencies {
@@ -57,26 +99,44 @@ impl Probe for Dependencies {
     fn check(&self) -> BoxFuture<'_, Readiness> {
         Box::pin(async move {
             let mut r = Readiness::default();
-            match relay::backlog(&self.pool).await {
-                Ok((n, age)) => {
-                    if age > self.max_outbox_age.as_secs_f64() {
-                        let old = format!("outbox: oldest unpublished entry is {age:.0} s old");
-                        r.problems.push(old);
-                    }
-                    (r.outbox_backlog, r.outbox_oldest_seconds) = (Some(n), (n > 0).then_some(age));
-                }
-                Err(e) => r
+            // Ready means this: a statement goes through the pool the commits use, in time.
+            let ping = sqlx::query("select 1").execute(&self.pool);
+            match tokio::time::timeout(Duration::from_secs(1), ping).await {
+                Ok(Ok(_)) => self.outbox(&mut r).await,
+                Ok(Err(e)) => r
                     .problems
                     .push(format!("postgres: {}", short(&e.to_string()))),
+                Err(_) => r.problems.push("postgres: no answer within 1 s".into()),
             }
             let nats = self.nats.connection_state();
             if nats != async_nats::connection::State::Connected {
-                r.problems.push(format!("nats: {nats}"));
+                r.warnings
+                    .push(format!("nats: {nats}; publishing waits in the outbox"));
             } else if let Err(e) = self.js.get_stream_no_info(&self.stream_name).await {
-                r.problems.push(format!("stream {}: {e}", self.stream_name));
+                r.warnings.push(format!("stream {}: {e}", self.stream_name));
             }
             r
         })
+    }
+}
+
+impl Dependencies {
+    /// The backlog and the dead rows, as warnings.
+    async fn outbox(&self, r: &mut Readiness) {
+        if let Ok((n, age)) = relay::backlog(&self.pool).await {
+            if age > self.max_outbox_age.as_secs_f64() {
+                r.warnings.push(format!(
+                    "outbox: oldest unpublished entry is {age:.0} s old"
+                ));
+            }
+            (r.outbox_backlog, r.outbox_oldest_seconds) = (Some(n), (n > 0).then_some(age));
+        }
+        let dead = sqlx::query_scalar::<_, i64>("select count(*) from outbox_dead");
+        if let Ok(n @ 1..) = dead.fetch_one(&self.pool).await {
+            r.warnings.push(format!(
+                "outbox_dead: {n} rows JetStream refused (see `teams-bridge replay --dead`)"
+            ));
+        }
     }
 }
 
@@ -90,12 +150,13 @@ pub async fn healthz() -> Json<serde_json::Value> {
 }
 
 /// Ready to take webhooks, or 503 with the problems.
-pub async fn readyz(State(Health(probe)): State<Health>) -> Response {
-    let r = probe.check().await;
+pub async fn readyz(State(health): State<Health>) -> Response {
+    let r = health.latest();
     let ready = r.problems.is_empty();
     let body = json!({
         "status": if ready { "ready" } else { "not_ready" },
         "problems": r.problems,
+        "warnings": r.warnings,
         "outbox_backlog": r.outbox_backlog,
         "outbox_oldest_seconds": r.outbox_oldest_seconds,
     });

@@ -7,6 +7,7 @@ pub mod api;
 pub mod error;
 pub mod health;
 pub mod metrics;
+pub mod server;
 pub mod webhook;
 
 use axum::{
@@ -33,19 +34,36 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
 }
 
-/// All routes of `serve`.
+/// All routes of `serve` on one listener.
 pub fn router(state: AppState) -> Router {
-    let limit = state.ingest.body_limit();
+    public_router().merge(admin_routes()).with_state(state)
+}
+
+/// The routes the world may reach (webhooks, `/healthz`, `/api`), when `/readyz` and
+/// `/metrics` are served apart on `ADMIN_LISTEN_ADDR`.
+pub fn public_router() -> Router<AppState> {
+    // The webhook handler reads its body itself, bounded in size and time: no default limit.
     Router::new()
         .route(
             "/webhooks/{name}",
-            post(webhook::receive).layer(DefaultBodyLimit::max(limit)),
+            post(webhook::receive).layer(DefaultBodyLimit::disable()),
         )
         .route("/healthz", get(health::healthz))
+        .merge(api::routes())
+}
+
+/// The operator's routes on `ADMIN_LISTEN_ADDR`: health, readiness and metrics.
+pub fn admin_router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .merge(admin_routes())
+        .with_state(state)
+}
+
+fn admin_routes() -> Router<AppState> {
+    Router::new()
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::metrics))
-        .merge(api::routes())
-        .with_state(state)
 }
 
 pub use health::worker_router;

@@ -38,6 +38,11 @@ pub trait Steps: Send {
         async {}
     }
 
+    /// Logs a failed step; by default a warning with the whole cause chain.
+    fn log_failure(&self, e: &Self::Error) {
+        tracing::warn!(task = self.name(), error = %format_args!("{e:#}"), "step failed; backing off");
+    }
+
     /// Called after a failed step has waited out its back-off.
     fn after_error(&mut self) {}
 }
@@ -69,7 +74,7 @@ pub async fn run_loop<S: Steps>(
                 }
             }
             Err(e) => {
-                tracing::warn!(task = task.name(), error = %e, "step failed; backing off");
+                task.log_failure(&e);
                 tokio::select! {
                     _ = tokio::time::sleep(backoff.next_delay()) => task.after_error(),
                     _ = shutdown.cancelled() => break,

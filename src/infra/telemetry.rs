@@ -1,6 +1,6 @@
 //! Logs (tracing: text or JSON) and metrics (Prometheus text format via `metrics`).
 
-use std::sync::OnceLock;
+use std::{io::IsTerminal, sync::OnceLock};
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::{fmt, prelude::*, EnvFilter};
@@ -12,16 +12,16 @@ use crate::config::LogFormat;
 pub fn init_logs(format: LogFormat, filter: &str) {
     let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
     let registry = tracing_subscriber::registry().with(filter);
+    // Logs go to stderr, so a command's own output (`audit`, `replay`) stays clean on stdout;
+    // colours only on a terminal, so a log file or collector gets plain text.
+    let layer = fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     let _ = match format {
         LogFormat::Json => registry
-            .with(
-                fmt::layer()
-                    .json()
-                    .flatten_event(true)
-                    .with_current_span(true),
-            )
+            .with(layer.json().flatten_event(true).with_current_span(true))
             .try_init(),
-        LogFormat::Text => registry.with(fmt::layer()).try_init(),
+        LogFormat::Text => registry.with(layer).try_init(),
     };
 }
 

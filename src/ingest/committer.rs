@@ -10,7 +10,7 @@ use std::{
         atomic::{AtomicUsize, Ordering},
         Arc,
     },
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use chrono::{DateTime, Utc};
@@ -18,36 +18,57 @@ use futures::future::BoxFuture;
 use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot, Mutex, Notify};
 
-use super::insert::{insert_batch, NewActivity, Stored};
+use super::{
+    attempt::{attempt, Attempt},
+    insert::{NewActivity, Stored},
+};
 use crate::{domain::event::Outgoing, handoff::Handoff};
 
-/// Why an activity was not stored. Either way, nothing of it was written.
+/// Why an activity was not stored (or, for `Unknown`, may not have been).
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
-    /// Postgres is unreachable, slow or failing: a later attempt may succeed.
+    /// Postgres is unreachable, slow or failing: nothing was stored; a retry may succeed.
     #[error("database unavailable: {0}")]
     Unavailable(String),
     /// Postgres refused this row itself (a constraint or a value it cannot hold).
     #[error("database refused the activity: {0}")]
     Rejected(String),
+    /// The deadline passed before the activity's turn came: nothing was stored.
+    #[error("the reply budget was spent before the commit")]
+    Expired,
+    /// COMMIT was sent but its outcome could not be learnt: the activity may be stored. A
+    /// retry is safe (a repeat is recognised), but "nothing was stored" would be a lie.
+    #[error("the commit's outcome is unknown")]
+    Unknown,
 }
 
 /// Where the webhook handler stores activities: the group committer, or a stand-in where a
 /// test drives the router without a database.
 pub trait Store: Send + Sync + 'static {
-    /// Stores one activity and its outbox entry; returns once committed.
-    fn store(&self, activity: NewActivity) -> BoxFuture<'_, Result<Stored, StoreError>>;
+    /// Stores one activity and its outbox entry; answers once committed, or once it is sure
+    /// nothing was stored, close to `deadline`.
+    fn store(
+        &self,
+        activity: NewActivity,
+        deadline: Instant,
+    ) -> BoxFuture<'_, Result<Stored, StoreError>>;
 }
 
 impl Store for Committer {
-    fn store(&self, activity: NewActivity) -> BoxFuture<'_, Result<Stored, StoreError>> {
-        Box::pin(self.commit(activity))
+    fn store(
+        &self,
+        activity: NewActivity,
+        deadline: Instant,
+    ) -> BoxFuture<'_, Result<Stored, StoreError>> {
+        Box::pin(self.commit(activity, deadline))
     }
 }
 
 struct Job {
     activity: NewActivity,
     reply: oneshot::Sender<Result<Stored, StoreError>>,
+    /// The caller's reply budget ends here.
+    deadline: Instant,
 }
 
 /// Handle to the committer tasks. Cheap to clone; the tasks stop when every handle is dropped.
@@ -87,11 +108,19 @@ impl Committer {
         Self { queue }
     }
 
-    /// Stores one activity and its outbox entry; returns once committed.
-    pub async fn commit(&self, activity: NewActivity) -> Result<Stored, StoreError> {
+    /// Stores one activity and its outbox entry; see [`Store::store`].
+    pub async fn commit(
+        &self,
+        activity: NewActivity,
+        deadline: Instant,
+    ) -> Result<Stored, StoreError> {
         let (reply, answer) = oneshot::channel();
         self.queue
-            .send(Job { activity, reply })
+            .send(Job {
+                activity,
+                reply,
+                deadline,
+            })
             .await
             .map_err(|_| StoreError::Unavailable("committer stopped".into()))?;
         answer
@@ -134,9 +163,10 @@ async fn run(pool: PgPool, shared: Arc<Shared>, handoff: Arc<Handoff>) {
             }
             shared.in_flight.fetch_add(1, Ordering::SeqCst);
         }
-        // A request that has already given up (budget spent, answered 503) must not be
-        // stored behind its back.
+        // A request that has already given up must not be stored behind its back, and one
+        // whose budget is spent is told so now rather than tried.
         jobs.retain(|j| !j.reply.is_closed());
+        expire(&mut jobs);
         if !jobs.is_empty() {
             commit_jobs(&pool, &mut jobs, &handoff).await;
         }
@@ -155,14 +185,31 @@ fn take_ready(rx: &mut mpsc::Receiver<Job>, jobs: &mut Vec<Job>, max: usize) {
     }
 }
 
+/// Answers the jobs whose deadline leaves no time for a commit.
+fn expire(jobs: &mut Vec<Job>) {
+    let soon = Instant::now() + Duration::from_millis(350);
+    let (late, keep) = std::mem::take(jobs)
+        .into_iter()
+        .partition::<Vec<Job>, _>(|j| j.deadline <= soon);
+    *jobs = keep;
+    for job in late {
+        let _ = job.reply.send(Err(StoreError::Expired));
+    }
+}
+
 async fn commit_jobs(pool: &PgPool, jobs: &mut Vec<Job>, handoff: &Handoff) {
     let started = Instant::now();
     let batch: Vec<&NewActivity> = jobs.iter().map(|j| &j.activity).collect();
-    let result = insert_batch(pool, &batch).await;
+    let deadline = jobs
+        .iter()
+        .map(|j| j.deadline)
+        .min()
+        .expect("a batch is never empty");
+    let result = attempt(pool, &batch, deadline).await;
     metrics::histogram!("teams_bridge_commit_seconds").record(started.elapsed().as_secs_f64());
     metrics::histogram!("teams_bridge_commit_batch_size").record(batch.len() as f64);
     match result {
-        Ok(inserted) => {
+        Attempt::Committed(inserted) => {
             let at = inserted.received_at;
             let events: Vec<Outgoing> = jobs
                 .drain(..)
@@ -172,47 +219,47 @@ async fn commit_jobs(pool: &PgPool, jobs: &mut Vec<Job>, handoff: &Handoff) {
             handoff.push(events);
         }
         // One bad row must not fail the requests that share its batch: retry them one by one.
-        Err(sqlx::Error::Database(_)) if jobs.len() > 1 => {
+        // Only then: any other failure would fail them one by one just the same, serially.
+        Attempt::NotStored(StoreError::Rejected(_)) if jobs.len() > 1 => {
             for job in jobs.drain(..) {
-                match insert_batch(pool, &[&job.activity]).await {
-                    Ok(inserted) => {
-                        handoff.push(answer(job, inserted.outcomes[0], inserted.received_at));
-                    }
-                    Err(e) => {
-                        let _ = job.reply.send(Err(classify(e)));
-                    }
-                }
+                commit_alone(pool, job, handoff).await;
             }
         }
-        Err(e) => {
-            let e = classify(e);
-            tracing::warn!(error = %e, rows = jobs.len(), "commit failed");
-            for job in jobs.drain(..) {
-                let _ = job.reply.send(Err(e.clone()));
-            }
+        Attempt::NotStored(e) => fail(jobs, e),
+        Attempt::Unknown => fail(jobs, StoreError::Unknown),
+    }
+}
+
+/// One job in a batch of its own.
+async fn commit_alone(pool: &PgPool, job: Job, handoff: &Handoff) {
+    match attempt(pool, &[&job.activity], job.deadline).await {
+        Attempt::Committed(inserted) => {
+            let outcome = inserted.outcomes.into_iter().next();
+            let outcome = outcome.expect("one outcome per input");
+            handoff.push(answer(job, outcome, inserted.received_at));
         }
+        Attempt::NotStored(e) => {
+            let _ = job.reply.send(Err(e));
+        }
+        Attempt::Unknown => {
+            let _ = job.reply.send(Err(StoreError::Unknown));
+        }
+    }
+}
+
+fn fail(jobs: &mut Vec<Job>, e: StoreError) {
+    tracing::warn!(error = %e, rows = jobs.len(), "commit failed");
+    for job in jobs.drain(..) {
+        let _ = job.reply.send(Err(e.clone()));
     }
 }
 
 /// Answers a stored request; when its row is new, returns what the relay publishes for it.
 fn answer(job: Job, outcome: Stored, received_at: Option<DateTime<Utc>>) -> Option<Outgoing> {
+    let new = matches!(outcome, Stored::New(_));
     let _ = job.reply.send(Ok(outcome));
-    match (outcome, received_at) {
-        (Stored::New(_), Some(at)) => Some(job.activity.into_event(at)),
+    match (new, received_at) {
+        (true, Some(at)) => Some(job.activity.into_event(at)),
         _ => None,
-    }
-}
-
-fn classify(e: sqlx::Error) -> StoreError {
-    match e {
-        sqlx::Error::Database(db)
-            if db
-                .code()
-                .is_some_and(|c| c.starts_with("22") || c.starts_with("23")) =>
-        {
-            StoreError::Rejected(db.message().to_string())
-        }
-        sqlx::Error::Database(db) => StoreError::Unavailable(db.message().to_string()),
-        other => StoreError::Unavailable(other.to_string()),
     }
 }

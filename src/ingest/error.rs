@@ -22,6 +22,9 @@ pub enum IngestError {
     /// The body could not be read.
     #[error("could not read the request body")]
     BadBody,
+    /// The body did not arrive within the reply budget.
+    #[error("the request body did not arrive in time")]
+    BodyTimeout,
     /// A signed request with an empty body.
     #[error("the request body is empty")]
     EmptyBody,
@@ -40,6 +43,10 @@ pub enum IngestError {
     /// The commit did not finish within the reply budget.
     #[error("could not store the message in time; nothing was stored")]
     Timeout,
+    /// The commit was sent and its outcome lost (the connection broke): the message may be
+    /// stored. Teams' retry is safe, a repeat is recognised.
+    #[error("the message may have been stored; a retry is safe (a repeat is recognised)")]
+    OutcomeUnknown,
 }
 
 impl IngestError {
@@ -50,11 +57,13 @@ impl IngestError {
             Self::UnknownWebhook => "unknown_webhook",
             Self::TooLarge { .. } => "too_large",
             Self::BadBody => "bad_body",
+            Self::BodyTimeout => "body_timeout",
             Self::EmptyBody => "empty",
             Self::Signature(_) => "bad_signature",
             Self::NotAnActivity(_) => "not_json",
             Self::Rejected(_) => "rejected",
             Self::Unavailable(_) | Self::Timeout => "unavailable",
+            Self::OutcomeUnknown => "outcome_unknown",
         }
     }
 

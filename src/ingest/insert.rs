@@ -9,7 +9,7 @@ use std::{
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use sqlx::PgPool;
+use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::domain::{activity::Activity, event::Outgoing};
@@ -55,19 +55,25 @@ pub struct Inserted {
 }
 
 /// The outcome of storing one activity.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Stored {
     /// First delivery: stored and queued for publishing under this id.
     New(Uuid),
-    /// Teams delivered this activity before; this is the id it was stored under.
-    Duplicate(Uuid),
+    /// Teams delivered this activity before: the id it was stored under and the text stored
+    /// then, which the receipt is built from (a repeat may carry other text).
+    Duplicate {
+        /// The original's event id.
+        event_id: Uuid,
+        /// The original's text.
+        text: Option<String>,
+    },
 }
 
 impl Stored {
     /// The receipt: the stored event's id.
-    pub fn event_id(self) -> Uuid {
+    pub fn event_id(&self) -> Uuid {
         match self {
-            Stored::New(id) | Stored::Duplicate(id) => id,
+            Stored::New(id) | Stored::Duplicate { event_id: id, .. } => *id,
         }
     }
 }
@@ -95,22 +101,26 @@ insert into outbox (event_id) select event_id from inserted returning event_id, 
 "#;
 
 const EXISTING: &str = r#"
-select a.webhook, a.activity_id, a.event_id
+select a.webhook, a.activity_id, a.event_id, a.text
 from unnest($1::text[], $2::text[]) as k(webhook, activity_id)
 join activities a on a.webhook = k.webhook and a.activity_id = k.activity_id
 "#;
 
-/// Inserts activities and their outbox entries in one statement (one implicit transaction)
-/// and says, for each input in order, whether it was new or a repeat.
-pub async fn insert_batch(pool: &PgPool, batch: &[&NewActivity]) -> Result<Inserted, sqlx::Error> {
-    let inserted = insert_new(pool, batch).await?;
+/// Inserts activities and their outbox entries in one statement and says, for each input in
+/// order, whether it was new or a repeat (looked up in a second statement, so that it sees
+/// originals committed by others meanwhile). The caller owns the transaction.
+pub async fn insert_batch(
+    conn: &mut PgConnection,
+    batch: &[&NewActivity],
+) -> Result<Inserted, sqlx::Error> {
+    let inserted = insert_new(&mut *conn, batch).await?;
     // `outbox.created_at` and `activities.received_at` are both `now()`: the transaction's start.
     let received_at = inserted.first().map(|(_, at)| *at);
     let outcomes = if inserted.len() == batch.len() {
         batch.iter().map(|a| Stored::New(a.event_id)).collect()
     } else {
         let inserted: HashSet<Uuid> = inserted.into_iter().map(|(id, _)| id).collect();
-        with_repeats(pool, batch, &inserted).await?
+        with_repeats(conn, batch, &inserted).await?
     };
     Ok(Inserted {
         outcomes,
@@ -120,7 +130,7 @@ pub async fn insert_batch(pool: &PgPool, batch: &[&NewActivity]) -> Result<Inser
 
 /// The statement itself: returns the ids it inserted and when.
 async fn insert_new(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     batch: &[&NewActivity],
 ) -> Result<Vec<(Uuid, DateTime<Utc>)>, sqlx::Error> {
     let col = |f: fn(&NewActivity) -> Option<&str>| {
@@ -146,14 +156,14 @@ async fn insert_new(
         .bind(&times)
         .bind(&raws)
         .bind(col(|a| a.traceparent.as_deref()))
-        .fetch_all(pool)
+        .fetch_all(conn)
         .await
 }
 
 /// Some inputs were repeats (of earlier deliveries or of each other): finds the ids their
 /// originals hold.
 async fn with_repeats(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     batch: &[&NewActivity],
     inserted: &HashSet<Uuid>,
 ) -> Result<Vec<Stored>, sqlx::Error> {
@@ -162,21 +172,26 @@ async fn with_repeats(
         .filter(|a| !inserted.contains(&a.event_id))
         .map(|a| (&*a.webhook, a.activity.id.as_deref()))
         .unzip();
-    let existing: Vec<(String, String, Uuid)> = sqlx::query_as(EXISTING)
+    let existing: Vec<(String, String, Uuid, Option<String>)> = sqlx::query_as(EXISTING)
         .bind(&hooks)
         .bind(&ids)
-        .fetch_all(pool)
+        .fetch_all(conn)
         .await?;
-    let existing: HashMap<(&str, &str), Uuid> = existing
+    let existing: HashMap<(&str, &str), (Uuid, &Option<String>)> = existing
         .iter()
-        .map(|(w, a, e)| ((w.as_str(), a.as_str()), *e))
+        .map(|(w, a, e, text)| ((w.as_str(), a.as_str()), (*e, text)))
         .collect();
     let stored = |a: &&NewActivity| {
         if inserted.contains(&a.event_id) {
             return Ok(Stored::New(a.event_id));
         }
         let key = (&*a.webhook, a.activity.id.as_deref().unwrap_or_default());
-        let original = existing.get(&key).map(|id| Stored::Duplicate(*id));
+        let original = existing
+            .get(&key)
+            .map(|(event_id, text)| Stored::Duplicate {
+                event_id: *event_id,
+                text: (*text).clone(),
+            });
         original.ok_or_else(|| sqlx::Error::Protocol("repeat without a stored original".into()))
     };
     batch.iter().map(stored).collect()

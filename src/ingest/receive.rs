@@ -3,7 +3,8 @@
 //! Order matters: load is shed first, the raw bytes are checked against the signature
 //! before any JSON is parsed, and the receipt exists only after the Postgres commit. If the
 //! commit cannot be made within the reply budget the request is refused (Teams waits 5 s)
-//! and nothing of it is stored: the committer drops requests whose caller gave up.
+//! and nothing of it is stored: every job carries its deadline, and the committer answers
+//! "not stored" only when that is sure.
 
 use std::{collections::HashMap, sync::Arc, time::Duration, time::Instant};
 
@@ -50,7 +51,7 @@ impl Receipt {
     pub fn outcome(&self) -> &'static str {
         match self.stored {
             Stored::New(_) => "accepted",
-            Stored::Duplicate(_) => "duplicate",
+            Stored::Duplicate { .. } => "duplicate",
         }
     }
 }
@@ -77,13 +78,20 @@ impl Ingest {
         self.body_limit
     }
 
-    /// Receives one request to `/webhooks/{name}`: `body` as read (or why it could not be),
-    /// `authorization` as sent, `started` when the request arrived.
+    /// Time a request may take before it is answered.
+    pub fn reply_budget(&self) -> Duration {
+        self.reply_budget
+    }
+
+    /// Receives one request to `/webhooks/{name}`: `body` reads the body (or says why it
+    /// cannot) and is awaited only once load and name have been checked, so nothing is
+    /// buffered for a request that would be refused anyway; `authorization` as sent,
+    /// `started` when the request arrived.
     pub async fn receive(
         &self,
         name: &str,
         authorization: Option<&[u8]>,
-        body: Result<Bytes, IngestError>,
+        body: impl std::future::Future<Output = Result<Bytes, IngestError>>,
         traceparent: String,
         started: Instant,
     ) -> Result<Receipt, IngestError> {
@@ -93,7 +101,7 @@ impl Ingest {
             .try_acquire()
             .map_err(|_| IngestError::Overloaded)?;
         let webhook = self.webhooks.get(name).ok_or(IngestError::UnknownWebhook)?;
-        let body = body?;
+        let body = body.await?;
         if authorization.is_some() && body.is_empty() {
             return Err(IngestError::EmptyBody);
         }
@@ -108,15 +116,25 @@ impl Ingest {
             traceparent: Some(traceparent),
         };
         let stored = self.commit(new, started).await?;
-        let reply = Reply::receipt(text.as_deref(), stored.event_id());
+        // A repeat is answered from what was stored, whatever text it carries itself.
+        let text = match &stored {
+            Stored::New(_) => text.as_deref(),
+            Stored::Duplicate { text, .. } => text.as_deref(),
+        };
+        let reply = Reply::receipt(text, stored.event_id());
         Ok(Receipt { stored, reply })
     }
 
-    /// Commits within what is left of the reply budget.
+    /// Commits within the reply budget. The committer answers by the deadline with the
+    /// truth: stored, not stored, or (COMMIT sent, its outcome lost) unknown; it never leaves
+    /// a request to be stored after it was told otherwise.
     async fn commit(&self, new: NewActivity, started: Instant) -> Result<Stored, IngestError> {
-        let budget = self.reply_budget.saturating_sub(started.elapsed());
-        match tokio::time::timeout(budget, self.store.store(new)).await {
-            Err(_) => Err(IngestError::Timeout),
+        let deadline = started + self.reply_budget;
+        // Only a wedged committer outlasts this; its answer would then be unknown too.
+        let wait = self.reply_budget + Duration::from_secs(25);
+        match tokio::time::timeout(wait, self.store.store(new, deadline)).await {
+            Err(_) | Ok(Err(StoreError::Unknown)) => Err(IngestError::OutcomeUnknown),
+            Ok(Err(StoreError::Expired)) => Err(IngestError::Timeout),
             Ok(Err(StoreError::Rejected(reason))) => Err(IngestError::Rejected(reason)),
             Ok(Err(StoreError::Unavailable(reason))) => Err(IngestError::Unavailable(reason)),
             Ok(Ok(stored)) => Ok(stored),

@@ -15,7 +15,10 @@
 //!   transaction. This finds everything the hand-off did not carry: rows of crashed
 //!   processes, failed publishes, events dropped while the hand-off was full.
 //!
-//! When to do which is decided by [`schedule`], a pure type; the loop is
+//! A row JetStream refuses again and again waits longer between attempts, so the rows behind
+//! it keep flowing, and after `RELAY_MAX_REFUSALS` moves to `outbox_dead`; [`replay`] queues
+//! stored activities (or dead rows) again. When to do what is decided by [`schedule`], a
+//! pure type; the loop is
 //! [`crate::infra::run_loop`]. A crash anywhere leaves the rows in the outbox: they are
 //! published again and de-duplicated. The same holds when a sweep and the hand-off (or two
 //! relays) publish one row: the second publish is a duplicate and its delete finds nothing.
@@ -23,6 +26,7 @@
 mod backlog;
 mod notify;
 mod publish;
+pub mod replay;
 mod schedule;
 mod sweep;
 mod vacuum;
@@ -60,6 +64,8 @@ pub struct Relay {
     pub subject_prefix: String,
     /// Most rows per step.
     pub batch_size: i64,
+    /// Refusals before a row JetStream keeps refusing moves to `outbox_dead`.
+    pub max_refusals: i32,
 }
 
 /// What one publishing round did: rows acknowledged by JetStream (and deleted), and rows
@@ -209,6 +215,13 @@ impl Steps for RelayTask {
                 self.schedule.woken();
             }
             _ = tokio::time::sleep(SWEEP_EVERY) => {}
+        }
+    }
+
+    fn log_failure(&self, e: &RelayError) {
+        // Unacknowledged events were logged where they were settled.
+        if let RelayError::Database(e) = e {
+            tracing::warn!(error = %e, "relay step failed; backing off");
         }
     }
 

@@ -4,7 +4,10 @@
 
 use std::time::Duration;
 
-use async_nats::jetstream::message::PublishMessage;
+use async_nats::jetstream::{
+    context::{PublishError, PublishErrorKind},
+    message::PublishMessage,
+};
 use futures::future::join_all;
 use sqlx::PgConnection;
 use uuid::Uuid;
@@ -12,8 +15,49 @@ use uuid::Uuid;
 use super::{Published, Relay, RelayError};
 use crate::domain::event::{self, Outgoing};
 
-/// Events JetStream acknowledged, and those it did not (with why).
-type Results = (Vec<Uuid>, Vec<(Uuid, String)>);
+/// Events JetStream acknowledged, and those it did not.
+type Results = (Vec<Uuid>, Vec<Failure>);
+
+/// An event JetStream did not acknowledge.
+#[derive(Debug, Clone)]
+pub(crate) struct Failure {
+    pub(crate) event_id: Uuid,
+    pub(crate) error: String,
+    /// JetStream (or the client, for a message over `max_payload`) refused this message
+    /// itself; retrying it as it is will not help. Never set while NATS is merely away, so
+    /// an outage never moves rows to `outbox_dead`.
+    pub(crate) refused: bool,
+}
+
+impl Failure {
+    /// A message that could not be sent: refused only when it is over `max_payload` (the
+    /// client checks before sending); anything else here is the connection.
+    fn unsent(event_id: Uuid, e: &PublishError) -> Self {
+        let refused = matches!(e.kind(), PublishErrorKind::MaxPayloadExceeded);
+        Self::new(event_id, e, refused)
+    }
+
+    /// A message sent but not acknowledged: refused when JetStream answered with an error;
+    /// a timeout, a lost connection or no stream (deleted: an operator's fix) is not.
+    fn unacknowledged(event_id: Uuid, e: &PublishError) -> Self {
+        let refused = matches!(
+            e.kind(),
+            PublishErrorKind::Other
+                | PublishErrorKind::MaxPayloadExceeded
+                | PublishErrorKind::WrongLastMessageId
+                | PublishErrorKind::WrongLastSequence
+        );
+        Self::new(event_id, e, refused)
+    }
+
+    fn new(event_id: Uuid, e: &PublishError, refused: bool) -> Self {
+        Self {
+            event_id,
+            error: e.to_string(),
+            refused,
+        }
+    }
+}
 
 impl Relay {
     /// Publishes events handed over by the receiver of this process and deletes the rows
@@ -24,7 +68,7 @@ impl Relay {
         }
         let (acked, failed) = self.publish_all(events).await;
         let mut conn = self.pool.acquire().await?;
-        settle(&mut conn, &acked, &failed).await?;
+        settle(&mut conn, &acked, &failed, self.max_refusals).await?;
         Ok(Published {
             acked: acked.len(),
             failed: failed.len(),
@@ -50,11 +94,15 @@ impl Relay {
             let send = self.js.send_publish(subject, msg);
             match tokio::time::timeout(Duration::from_secs(3), send).await {
                 Ok(Ok(ack)) => pending.push((ev.event_id, ack)),
-                Ok(Err(e)) => failed.push((ev.event_id, e.to_string())),
+                Ok(Err(e)) => failed.push(Failure::unsent(ev.event_id, &e)),
                 Err(_) => {
                     // NATS is not taking messages: the rest of the batch waits for the next try.
-                    let why = "timed out sending to NATS".to_string();
-                    failed.extend(events[i..].iter().map(|e| (e.event_id, why.clone())));
+                    let timed_out = PublishError::new(PublishErrorKind::TimedOut);
+                    failed.extend(
+                        events[i..]
+                            .iter()
+                            .map(|e| Failure::unsent(e.event_id, &timed_out)),
+                    );
                     break;
                 }
             }
@@ -67,18 +115,21 @@ impl Relay {
             // A duplicate ack means JetStream already holds this message: delivered.
             match result {
                 Ok(_ack) => acked.push(id),
-                Err(e) => failed.push((id, e.to_string())),
+                Err(e) => failed.push(Failure::unacknowledged(id, &e)),
             }
         }
         (acked, failed)
     }
 }
 
-/// Deletes the rows JetStream acknowledged and records the error on the rest.
+/// Deletes the rows JetStream acknowledged and records the error on the rest. A row that
+/// JetStream refused waits before its next attempt (2 s, 4 s … up to 5 min), so the rows behind
+/// it keep flowing, and after `max_refusals` it moves to `outbox_dead`.
 pub(crate) async fn settle(
     conn: &mut PgConnection,
     acked: &[Uuid],
-    failed: &[(Uuid, String)],
+    failed: &[Failure],
+    max_refusals: i32,
 ) -> Result<(), sqlx::Error> {
     if !acked.is_empty() {
         sqlx::query("delete from outbox where event_id = any($1)")
@@ -87,17 +138,61 @@ pub(crate) async fn settle(
             .await?;
         metrics::counter!("teams_bridge_published_total").increment(acked.len() as u64);
     }
-    if let Some((_, first_error)) = failed.first() {
-        let ids: Vec<Uuid> = failed.iter().map(|(id, _)| *id).collect();
-        sqlx::query(
-            "update outbox set attempts = attempts + 1, last_error = $2 where event_id = any($1)",
-        )
+    let Some(first) = failed.first() else {
+        return Ok(());
+    };
+    let ids: Vec<Uuid> = failed.iter().map(|f| f.event_id).collect();
+    let refused: Vec<bool> = failed.iter().map(|f| f.refused).collect();
+    sqlx::query(RETRY_LATER)
         .bind(&ids)
-        .bind(first_error)
+        .bind(&refused)
+        .bind(&first.error)
         .execute(&mut *conn)
         .await?;
-        metrics::counter!("teams_bridge_publish_errors_total").increment(failed.len() as u64);
-        tracing::warn!(failed = failed.len(), error = %first_error, "publish failed; will retry");
+    metrics::counter!("teams_bridge_publish_errors_total").increment(failed.len() as u64);
+    tracing::warn!(failed = failed.len(), error = %first.error, "publish failed; will retry");
+    if refused.contains(&true) {
+        give_up(conn, &ids, max_refusals, &first.error).await?;
     }
     Ok(())
 }
+
+/// Moves the rows out of attempts to `outbox_dead`.
+async fn give_up(
+    conn: &mut PgConnection,
+    ids: &[Uuid],
+    max_refusals: i32,
+    error: &str,
+) -> Result<(), sqlx::Error> {
+    let dead = sqlx::query(GIVE_UP)
+        .bind(ids)
+        .bind(max_refusals)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+    if dead > 0 {
+        metrics::counter!("teams_bridge_outbox_dead_total").increment(dead);
+        tracing::error!(rows = dead, max_refusals, %error,
+            "JetStream refused rows on every attempt; moved to outbox_dead (`teams-bridge replay --dead` queues them again)");
+    }
+    Ok(())
+}
+
+/// Every failure is an attempt; a refusal also counts towards `outbox_dead` and defers the
+/// row's next attempt by 2^refusals seconds, at most 5 min.
+const RETRY_LATER: &str = "\
+    update outbox o set attempts = attempts + 1, last_error = $3, \
+        refusals = refusals + f.refused::int, \
+        not_before = case when f.refused then now() + least( \
+            interval '1 second' * power(2, least(refusals + 1, 20)), interval '5 minutes') end \
+    from unnest($1::uuid[], $2::bool[]) as f(event_id, refused) \
+    where o.event_id = f.event_id";
+
+/// Rows out of attempts leave the outbox for `outbox_dead`, in one statement.
+const GIVE_UP: &str = "\
+    with dead as (delete from outbox where event_id = any($1) and refusals >= $2 \
+                  returning event_id, created_at, attempts, last_error) \
+    insert into outbox_dead (event_id, created_at, attempts, last_error) \
+    select event_id, created_at, attempts, last_error from dead \
+    on conflict (event_id) do update set attempts = excluded.attempts, \
+        last_error = excluded.last_error, dead_at = now()";

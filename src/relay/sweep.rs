@@ -9,11 +9,12 @@ use super::{publish::settle, Published, Relay, RelayError};
 use crate::domain::event::Outgoing;
 
 /// The oldest rows, up to `$1`, older than `$2` (the oldest id waiting in the hand-off, whose
-/// rows the hand-off is about to publish). The rows are claimed first and joined after: a
+/// rows the hand-off is about to publish), that are not waiting out a failure. The rows are claimed first and joined after: a
 /// plain join ordered by event id lets the planner merge-join along the whole `activities`
 /// primary key.
 const CLAIM: &str = "\
-    with claimed as (select event_id from outbox where event_id < $2 order by event_id \
+    with claimed as (select event_id from outbox where event_id < $2 \
+                     and (not_before is null or not_before <= now()) order by event_id \
                      limit $1 for update skip locked) \
     select c.event_id, a.webhook, a.activity_type, a.conversation_id, \
            coalesce(a.activity_timestamp, a.received_at) as time, a.traceparent, a.raw \
@@ -57,7 +58,7 @@ impl Relay {
         }
         let events: Vec<Outgoing> = rows.into_iter().map(into_event).collect();
         let (acked, failed) = self.publish_all(&events).await;
-        settle(&mut tx, &acked, &failed).await?;
+        settle(&mut tx, &acked, &failed, self.max_refusals).await?;
         tx.commit().await?;
         Ok(Published {
             acked: acked.len(),

@@ -268,6 +268,10 @@ impl<H: Handler> Steps for ConsumerTask<'_, H> {
         "consumer"
     }
 
+    fn log_failure(&self, e: &FetchError) {
+        tracing::warn!(error = %e, "worker step failed; backing off");
+    }
+
     async fn step(&mut self) -> Result<Step, FetchError> {
         let delivered = self.0.run_once(Duration::from_secs(1)).await?;
         self.0.heartbeat.beat();

@@ -49,7 +49,10 @@ on conflict (event_id) do nothing
 "#;
 
 /// Writes entries in one statement; repeats of an event id are ignored.
-pub(crate) async fn insert_entries(pool: &PgPool, entries: &[AuditEntry]) -> Result<u64, sqlx::Error> {
+pub(crate) async fn insert_entries(
+    pool: &PgPool,
+    entries: &[AuditEntry],
+) -> Result<u64, sqlx::Error> {
     let col = |f: fn(&AuditEntry) -> Option<&str>| entries.iter().map(f).collect::<Vec<_>>();
     let done = sqlx::query(INSERT)
         .bind(entries.iter().map(|e| e.event_id).collect::<Vec<_>>())

@@ -137,7 +137,7 @@ async fn an_update_flows_from_a_signed_post_to_the_reply_the_audit_log_the_cli_a
     let api: Value = app
         .http
         .get(app.url("/api/audit?record=E-1042"))
-        .bearer_auth("test-audit-token")
+        .bearer_auth("test-audit-token-0123456789abcdef0123")
         .send()
         .await
         .unwrap()
@@ -468,7 +468,7 @@ async fn the_http_api_authenticates_filters_and_pages() {
     assert_eq!(get("", None).await.unwrap().status(), 401);
     assert_eq!(get("", Some("wrong")).await.unwrap().status(), 401);
     assert_eq!(get("", Some("")).await.unwrap().status(), 401);
-    let t = Some("test-audit-token");
+    let t = Some("test-audit-token-0123456789abcdef0123");
 
     let mut seen = Vec::new();
     let mut q = "?limit=2".to_string();

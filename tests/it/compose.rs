@@ -24,9 +24,6 @@ const BIN: &str = env!("CARGO_BIN_EXE_teams-bridge");
 /// The compose services that run the binary.
 const SERVICES: [&str; 2] = ["bridge", "hr-audit"];
 
-/// Read by the binary but, being the log filter of `tracing`, not a setting of ours.
-const EXTRA_VARS: [&str; 1] = ["RUST_LOG"];
-
 /// What compose gives one service: its arguments, settings and health check.
 #[derive(Debug, Clone)]
 struct Service {
@@ -52,8 +49,22 @@ fn compose_file() -> Value {
     doc
 }
 
-/// Resolves compose interpolation the way `docker compose up` does with nothing set in the
-/// shell: `${VAR:-default}` and `${VAR-default}` give the default, `$$` is a `$`. A variable
+/// What the test's "shell" sets for the variables the compose file requires (`${VAR:?…}`):
+/// the secrets, which have no default on purpose.
+const SHELL: [(&str, &str); 2] = [
+    (
+        "TEAMS_WEBHOOKS",
+        "hr=QgyNSToQjf4p6+YzDpjKks1/tXeJQ7FhVHqRwTnugVI=",
+    ),
+    (
+        "AUDIT_API_TOKEN",
+        "compose-test-audit-token-0123456789abcdef",
+    ),
+];
+
+/// Resolves compose interpolation the way `docker compose up` does with only [`SHELL`] set:
+/// `${VAR:-default}` and `${VAR-default}` give the default, `${VAR:?message}` takes the
+/// shell's value (only the two secrets may be required), `$$` is a `$`. Any other variable
 /// without a default would make a bare `docker compose up` depend on the caller's shell, so
 /// it fails the test.
 fn interpolate(s: &str) -> String {
@@ -73,16 +84,18 @@ fn interpolate(s: &str) -> String {
             let name_len = expr
                 .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
                 .unwrap_or(expr.len());
-            let op = &expr[name_len..];
-            let default = op
-                .strip_prefix(":-")
-                .or_else(|| op.strip_prefix('-'))
-                .unwrap_or_else(|| {
-                    panic!(
-                        "${{{expr}}} in compose value {s:?} needs a default: use ${{VAR:-default}}"
-                    )
-                });
-            out.push_str(default);
+            let (name, op) = expr.split_at(name_len);
+            let required = SHELL.iter().find(|(k, _)| *k == name).map(|(_, v)| *v);
+            let value = match (op.strip_prefix(":?"), required) {
+                (Some(_), Some(value)) => value,
+                _ => op
+                    .strip_prefix(":-")
+                    .or_else(|| op.strip_prefix('-'))
+                    .unwrap_or_else(|| {
+                        panic!("${{{expr}}} in compose value {s:?} needs a default: use ${{VAR:-default}}")
+                    }),
+            };
+            out.push_str(value);
             rest = &r[end + 1..];
         } else {
             panic!("bare $ in compose value {s:?}: use ${{VAR:-default}}, or $$ for a dollar sign");
@@ -90,6 +103,21 @@ fn interpolate(s: &str) -> String {
     }
     out.push_str(rest);
     out
+}
+
+#[test]
+fn the_compose_file_has_no_default_for_either_secret_and_no_published_token() {
+    let text = std::fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docker-compose.yml"),
+    )
+    .unwrap();
+    for secret in SHELL.map(|(k, _)| k) {
+        assert!(
+            text.contains(&format!("{secret}: ${{{secret}:?")),
+            "{secret} must be required"
+        );
+    }
+    assert!(!text.contains(CONTOSO_TOKEN) && !text.contains("change-me"));
 }
 
 fn scalar(v: &Value, what: &str) -> String {
@@ -175,7 +203,7 @@ fn services() -> Vec<Service> {
     for s in &services {
         for k in s.environment.keys() {
             assert!(
-                config::env_vars().any(|v| v == k) || EXTRA_VARS.contains(&k.as_str()),
+                config::env_vars().any(|v| v == k),
                 "{}: the compose file sets {k}, which teams-bridge does not read (see SETTINGS in src/config/mod.rs)",
                 s.name
             );

@@ -2,7 +2,13 @@
 //! real HTTP server on a free port, against the machine's real Postgres and NATS. Missing
 //! services fail the test loudly; nothing is skipped.
 
-use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf, time::Duration};
+use std::{
+    collections::BTreeMap,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
 
 use async_nats::jetstream;
 use sqlx::PgPool;
@@ -55,7 +61,12 @@ pub fn test_env(extra: &[(&str, &str)]) -> BTreeMap<String, String> {
             format!("contoso={CONTOSO_TOKEN},ring={CONTOSO_TOKEN},ring={FABRIKAM_TOKEN}"),
         ),
         ("BODY_LIMIT_BYTES", "65536".into()),
-        ("AUDIT_API_TOKEN", "test-audit-token".into()),
+        (
+            "AUDIT_API_TOKEN",
+            "test-audit-token-0123456789abcdef0123".into(),
+        ),
+        // The tests sign with the token published in Microsoft's documentation.
+        ("DEV_MODE", "1".into()),
         ("HR_AUDIT_CONSUMER", format!("hr-audit-{id}")),
     ]
     .into_iter()
@@ -149,6 +160,9 @@ pub fn test_config(extra: &[(&str, &str)]) -> (Config, Cleanup) {
 
 pub struct TestApp {
     pub addr: SocketAddr,
+    /// Where `/readyz` and `/metrics` are served when `ADMIN_LISTEN_ADDR` is set.
+    #[allow(dead_code)]
+    pub admin: Option<SocketAddr>,
     pub config: Config,
     pub pool: PgPool,
     pub js: jetstream::Context,
@@ -175,9 +189,9 @@ impl TestApp {
         let app = Application::build(config.clone()).await.expect(
             "the app builds: are Postgres (127.0.0.1:5432) and NATS (127.0.0.1:4222) running?",
         );
-        let addr = app.local_addr();
+        let (addr, admin) = (app.local_addr(), app.admin_addr());
         let pool = app.pool().clone();
-        let nats = async_nats::connect(&config.nats_url)
+        let nats = async_nats::connect(config.nats_url.expose())
             .await
             .expect("NATS must be reachable for tests");
         let js = jetstream::new(nats.clone());
@@ -185,6 +199,7 @@ impl TestApp {
         let task = tokio::spawn(app.run_until_stopped(shutdown.clone()));
         Self {
             addr,
+            admin,
             config,
             pool,
             js,
@@ -405,4 +420,86 @@ pub async fn pg_proxy() -> (u16, tokio::sync::watch::Sender<Mode>) {
         }
     });
     (port, tx)
+}
+
+/// A private nats-server with JetStream on its own port and store, so stopping it disturbs
+/// no other test.
+pub struct PrivateNats {
+    port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+    /// Extra lines of the server's configuration file (e.g. `max_payload: 8192`).
+    config: String,
+}
+
+impl PrivateNats {
+    pub fn start() -> Self {
+        Self::start_with("")
+    }
+
+    /// A server with `config` added to its configuration file.
+    pub fn start_with(config: &str) -> Self {
+        let mut n = Self {
+            port: free_port(),
+            dir: tempfile::tempdir().unwrap(),
+            child: None,
+            config: config.to_string(),
+        };
+        n.restart();
+        n
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    pub fn restart(&mut self) {
+        let bin = std::env::var("NATS_SERVER_BIN").unwrap_or_else(|_| "nats-server".into());
+        let bin = if Path::new("/usr/sbin/nats-server").exists() && bin == "nats-server" {
+            "/usr/sbin/nats-server".into()
+        } else {
+            bin
+        };
+        let conf = self.dir.path().join("nats.conf");
+        let store = self.dir.path().join("store");
+        std::fs::write(
+            &conf,
+            format!("jetstream {{ store_dir: {store:?} }}\n{}\n", self.config),
+        )
+        .unwrap();
+        let child = Command::new(&bin)
+            .args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-js", "-c"])
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{bin} must be installed for the outage tests: {e}"));
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "private nats-server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for PrivateNats {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
 }

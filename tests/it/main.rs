@@ -5,6 +5,7 @@ mod bench_smoke;
 mod cli;
 mod compose;
 mod helpers;
+mod hostile;
 mod outage;
 mod receiver;
 mod tls;

@@ -1,8 +1,6 @@
 //! NATS and Postgres going away: requests keep their promises, nothing is lost or doubled.
 
 use std::{
-    path::Path,
-    process::{Child, Command, Stdio},
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -15,80 +13,6 @@ use teams_bridge::{
 };
 
 use crate::helpers::*;
-
-/// A private nats-server with JetStream on its own port and store, so stopping it disturbs
-/// no other test.
-struct PrivateNats {
-    port: u16,
-    dir: tempfile::TempDir,
-    child: Option<Child>,
-}
-
-impl PrivateNats {
-    fn start() -> Self {
-        let mut n = Self {
-            port: free_port(),
-            dir: tempfile::tempdir().unwrap(),
-            child: None,
-        };
-        n.restart();
-        n
-    }
-
-    fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
-    }
-
-    fn restart(&mut self) {
-        let bin = std::env::var("NATS_SERVER_BIN").unwrap_or_else(|_| "nats-server".into());
-        let bin = if Path::new("/usr/sbin/nats-server").exists() && bin == "nats-server" {
-            "/usr/sbin/nats-server".into()
-        } else {
-            bin
-        };
-        let child = Command::new(&bin)
-            .args([
-                "-a",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-js",
-                "-sd",
-            ])
-            .arg(self.dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("{bin} must be installed for the outage tests: {e}"));
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "private nats-server did not start"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &child.id().to_string()])
-                .status();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for PrivateNats {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
 
 fn note(i: usize) -> Vec<u8> {
     format!(r#"{{"type":"message","id":"outage-{i}","text":"<at>HR</at> view employee E-{i}"}}"#)
@@ -119,22 +43,22 @@ async fn requests_are_answered_while_nats_is_down_and_the_outbox_drains_without_
         app.outbox_count().await >= 1,
         "nothing can be published while NATS is down"
     );
-    let not_ready: serde_json::Value =
+    // A NATS outage is what the outbox absorbs: the replica stays ready, and says why the
+    // outbox grows.
+    let ready: serde_json::Value =
         eventually(Duration::from_secs(10), "/readyz to notice", || async {
             let r = app.http.get(app.url("/readyz")).send().await.ok()?;
-            if r.status() == 503 {
-                r.json().await.ok()
-            } else {
-                None
-            }
+            assert_eq!(
+                r.status(),
+                200,
+                "a NATS outage must not take the replica out"
+            );
+            let v: serde_json::Value = r.json().await.ok()?;
+            v["warnings"].to_string().contains("nats").then_some(v)
         })
         .await;
-    assert_eq!(not_ready["status"], "not_ready");
-    assert!(
-        not_ready["problems"].to_string().contains("nats"),
-        "{not_ready}"
-    );
-    assert!(not_ready["outbox_backlog"].as_i64().unwrap() >= 1);
+    assert_eq!(ready["status"], "ready");
+    assert!(ready["outbox_backlog"].as_i64().unwrap() >= 1, "{ready}");
 
     nats.restart();
     app.wait_outbox_empty(Duration::from_secs(40)).await;
@@ -190,6 +114,7 @@ async fn two_relays_side_by_side_publish_each_row_once() {
         js: stream::context(js.client().clone()),
         subject_prefix: config.subject_prefix.clone(),
         batch_size: size,
+        max_refusals: 10,
     };
     let (a, b) = (relay(40), relay(40));
     let run = |r: Relay| async move {
@@ -227,13 +152,16 @@ async fn insert_with_handoff(config: &Config, bodies: &[Vec<u8>], handoff: Arc<H
     let committer = teams_bridge::ingest::Committer::spawn(pool, 2, 64, handoff);
     let name: Arc<str> = Arc::from("contoso");
     let jobs = bodies.iter().map(|b| {
-        committer.commit(teams_bridge::ingest::NewActivity {
-            event_id: uuid::Uuid::now_v7(),
-            webhook: name.clone(),
-            activity: teams_bridge::domain::activity::Activity::parse(b).unwrap(),
-            raw: bytes::Bytes::from(b.clone()),
-            traceparent: Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into()),
-        })
+        committer.commit(
+            teams_bridge::ingest::NewActivity {
+                event_id: uuid::Uuid::now_v7(),
+                webhook: name.clone(),
+                activity: teams_bridge::domain::activity::Activity::parse(b).unwrap(),
+                raw: bytes::Bytes::from(b.clone()),
+                traceparent: Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into()),
+            },
+            std::time::Instant::now() + Duration::from_secs(30),
+        )
     });
     for r in futures::future::join_all(jobs).await {
         r.unwrap();
@@ -270,6 +198,7 @@ async fn handoff_and_sweep_publish_the_same_message_once() {
         js: js.clone(),
         subject_prefix: config.subject_prefix.clone(),
         batch_size: 100,
+        max_refusals: 10,
     };
 
     // 1. The hand-off publishes all 40 and deletes their rows.
@@ -439,6 +368,7 @@ async fn a_relay_running_alone_publishes_what_another_process_committed() {
         js: js.clone(),
         subject_prefix: config.subject_prefix.clone(),
         batch_size: 100,
+        max_refusals: 10,
     };
     let task = tokio::spawn(teams_bridge::app::run_relay(
         relay,
