@@ -267,10 +267,9 @@ mod tests {
         for n in 0..40 {
             let s = g.make(n);
             assert!((1900..2400).contains(&s.body.len()), "{}", s.body.len());
-            assert_eq!(
-                ring.verify(Some(s.authorization.as_bytes()), &s.body),
-                Ok(())
-            );
+            assert!(ring
+                .verify(Some(s.authorization.as_bytes()), &s.body)
+                .is_ok());
             let a = Activity::parse(&s.body).unwrap();
             assert_eq!(a.id.as_deref(), Some(s.activity_id.as_str()));
             assert!(a.timestamp().is_some() && a.sender_name().is_some());

@@ -62,16 +62,21 @@ pub async fn ensure_stream(
     stop: &CancellationToken,
 ) -> Ended {
     let backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
-    run_loop(&mut EnsureStream { js, config }, stop, backoff).await
+    let mut task = EnsureStream {
+        js: js.clone(),
+        config: config.clone(),
+    };
+    run_loop(&mut task, stop, backoff).await
 }
 
-/// One attempt at the stream per step.
-struct EnsureStream<'a> {
-    js: &'a jetstream::Context,
-    config: &'a Config,
+/// One attempt at the stream per step. Owns what it uses: a future holding borrowed
+/// references across `Steps::step` cannot be proven `Send` for every lifetime.
+struct EnsureStream {
+    js: jetstream::Context,
+    config: Config,
 }
 
-impl Steps for EnsureStream<'_> {
+impl Steps for EnsureStream {
     type Error = anyhow::Error;
 
     fn name(&self) -> &'static str {
@@ -83,7 +88,7 @@ impl Steps for EnsureStream<'_> {
     }
 
     async fn step(&mut self) -> anyhow::Result<Step> {
-        nats::ensure_stream(self.js, self.config).await?;
+        nats::ensure_stream(&self.js, &self.config).await?;
         Ok(Step::Done)
     }
 }

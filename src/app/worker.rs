@@ -8,10 +8,19 @@ use anyhow::Context as _;
 use tokio_util::sync::CancellationToken;
 
 use super::relay::ensure_stream;
+use std::sync::Arc;
+
+use async_nats::jetstream;
+
 use crate::{
+    audit::seal::Sealer,
     config::Config,
-    domain::event,
-    infra::{db, nats, run_loop::Ended},
+    domain::{event, note::NoteSigner},
+    infra::{
+        backoff::Backoff,
+        db, nats,
+        run_loop::{run_loop, Ended},
+    },
     worker::{hr_audit::HrAudit, ConsumerSpec, Worker},
 };
 
@@ -53,7 +62,36 @@ async fn connect_hr_audit(
         .map(Some)
 }
 
-/// `teams-bridge worker hr-audit`: the worker and its `/healthz` + `/metrics`, until shutdown.
+/// The sealer of this configuration, when it has a signing key.
+pub async fn sealer_for(
+    config: &Config,
+    js: Option<jetstream::Context>,
+) -> anyhow::Result<Option<Sealer>> {
+    let Some(path) = &config.audit_signing_key_file else {
+        tracing::warn!("AUDIT_SIGNING_KEY_FILE is not set: audit entries are not sealed");
+        return Ok(None);
+    };
+    let text = std::fs::read_to_string(path).with_context(|| {
+        format!(
+            "invalid setting AUDIT_SIGNING_KEY_FILE: cannot read {}",
+            path.display()
+        )
+    })?;
+    let signer = NoteSigner::from_text(&text).context("invalid setting AUDIT_SIGNING_KEY_FILE")?;
+    let subject = event::checkpoint_subject(&config.subject_prefix);
+    Ok(Some(Sealer {
+        pool: db::prepare(config).await?,
+        signer: Arc::new(signer),
+        origin: config.audit_log_origin.clone(),
+        publish: js.map(|js| (js, subject)),
+        interval: config.audit_seal_interval,
+        max_entries: config.audit_seal_max_entries,
+        last_seal: std::time::Instant::now(),
+    }))
+}
+
+/// `teams-bridge worker hr-audit`: the worker, its sealer (with a signing key) and its
+/// `/healthz` + `/metrics`, until shutdown.
 pub async fn run_hr_audit_worker(
     config: Config,
     shutdown: CancellationToken,
@@ -61,6 +99,12 @@ pub async fn run_hr_audit_worker(
     let Some(worker) = connect_hr_audit(&config, &shutdown).await? else {
         return Ok(());
     };
+    let js = nats::context(nats::connect(&config).await?);
+    if let Some(mut sealer) = sealer_for(&config, Some(js)).await? {
+        let stop = shutdown.clone();
+        let backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
+        tokio::spawn(async move { run_loop(&mut sealer, &stop, backoff).await });
+    }
     tracing::info!(consumer = %config.hr_audit_consumer, "hr-audit worker running");
     let addr = config.worker_listen_addr;
     let listener = tokio::net::TcpListener::bind(addr)

@@ -126,7 +126,8 @@ pub async fn query(
     };
     let mut q: QueryBuilder<Postgres> = QueryBuilder::new(
         "select event_id, webhook, tenant_id, team_id, channel_id, actor_name, actor_aad_object_id, \
-         operation, entity, record_id, changes, message, activity_at, recorded_at from audit_log where true",
+         operation, entity, record_id, changes, message, activity_at, recorded_at, leaf_index, \
+         sealed_in from audit_log where true",
     );
     if let Some(v) = &f.record {
         q.push(" and record_id = ").push_bind(v.clone());
@@ -160,6 +161,7 @@ pub async fn query(
     q.push(" order by activity_at desc, event_id desc limit ")
         .push_bind(limit);
     let rows: Vec<AuditEntry> = q.build_query_as().fetch_all(pool).await?;
+    let rows: Vec<AuditEntry> = rows.into_iter().map(AuditEntry::with_seal).collect();
     let next = (rows.len() as i64 == limit)
         .then(|| rows.last())
         .flatten()

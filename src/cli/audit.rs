@@ -15,6 +15,18 @@ use crate::{
     infra::db,
 };
 
+/// `teams-bridge audit [filters]`, or one of its subcommands.
+#[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct AuditCommand {
+    /// Keygen, checkpoint or export; none: query the log.
+    #[command(subcommand)]
+    pub action: Option<super::seal::AuditAction>,
+    /// The query.
+    #[command(flatten)]
+    pub query: AuditArgs,
+}
+
 /// Filters and output format of `teams-bridge audit`.
 #[derive(Debug, clap::Args)]
 pub struct AuditArgs {

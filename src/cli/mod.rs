@@ -6,6 +6,7 @@ pub mod audit;
 mod bench;
 mod healthcheck;
 pub mod replay;
+pub mod seal;
 mod sign;
 pub mod simulate;
 
@@ -52,8 +53,12 @@ pub enum Command {
         #[command(subcommand)]
         kind: WorkerKind,
     },
-    /// Query the HR audit log, newest first.
-    Audit(audit::AuditArgs),
+    /// Query the HR audit log, newest first; or manage its sealing (keygen, checkpoint,
+    /// export).
+    Audit(audit::AuditCommand),
+    /// Verify the sealed audit log (against the database, or a bundle offline). Exit 0 when
+    /// everything holds, 1 when anything does not, 2 when it could not run.
+    Verify(seal::VerifyArgs),
     /// Queue stored activities for publishing again (refills the stream from Postgres).
     Replay(replay::ReplayArgs),
     /// Act as Teams: build a realistic activity, sign it, post it, show the reply.
@@ -121,7 +126,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("migrations applied");
         }
         Command::Sign { secret, file: body } => sign::run(&secret, body.as_deref())?,
-        Command::Audit(args) => return audit::run(args, &Config::load(file)?).await,
+        Command::Audit(audit::AuditCommand {
+            action: Some(action),
+            ..
+        }) => return seal::run(action, file).await,
+        Command::Audit(args) => return audit::run(args.query, &Config::load(file)?).await,
+        Command::Verify(args) => return seal::run_verify(args, file).await,
         Command::Replay(args) => return replay::run(args, &load(file)?).await,
         Command::Simulate(args) => return simulate::run(args).await,
         Command::Healthcheck { url } => return healthcheck::run(url, file).await,

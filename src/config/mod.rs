@@ -78,6 +78,19 @@ settings! {
     audit_api_token: Option<Secret<String>> = "AUDIT_API_TOKEN", None, optional(parse::api_token);
     /// durable consumer name of the HR audit worker
     hr_audit_consumer: String = "HR_AUDIT_CONSUMER", Some("hr-audit"), required(parse::token);
+    /// private key (`teams-bridge audit keygen --out FILE`) that signs the audit log's
+    /// checkpoints; the HR audit worker seals entries only when it is set
+    audit_signing_key_file: Option<PathBuf> = "AUDIT_SIGNING_KEY_FILE", None,
+        optional(parse::path);
+    /// the audit log's name in its checkpoints (and the default name of a new key)
+    audit_log_origin: String = "AUDIT_LOG_ORIGIN", Some("teams-bridge/hr-audit"),
+        required(parse::origin);
+    /// the sealer writes a checkpoint at least this often while entries wait
+    audit_seal_interval: Duration = "AUDIT_SEAL_INTERVAL_SECS", Some("5"), required(parse::secs);
+    /// the sealer seals at once when this many entries wait, and at most this many per
+    /// checkpoint
+    audit_seal_max_entries: i64 = "AUDIT_SEAL_MAX_ENTRIES", Some("10000"),
+        required(parse::positive);
     /// deliveries of an unusable message before it is dead-lettered
     worker_max_deliveries: u64 = "WORKER_MAX_DELIVERIES", Some("5"), required(parse::positive);
     /// a worker's unacknowledged message is redelivered after this long

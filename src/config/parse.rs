@@ -75,6 +75,15 @@ pub(crate) fn dotted_tokens(s: &str) -> Result<String, String> {
     }
 }
 
+/// A log origin: printable, no spaces or `+` (it names the signing key too).
+pub(crate) fn origin(s: &str) -> Result<String, String> {
+    let ok = !s.is_empty() && s.len() <= 128;
+    match ok && s.chars().all(|c| c.is_ascii_graphic() && c != '+') {
+        true => Ok(s.to_string()),
+        false => Err("use up to 128 printable characters without spaces or `+`".into()),
+    }
+}
+
 /// A URL with one of `schemes` (the first is named in the error).
 fn url<'a>(s: &'a str, schemes: &[&str]) -> Result<&'a str, String> {
     match s.split_once("://") {

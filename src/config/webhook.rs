@@ -44,6 +44,12 @@ fn build((name, tokens): (String, Vec<String>)) -> Result<Webhook, String> {
                 .into(),
         );
     }
+    // `{prefix}._audit.checkpoint` carries the audit log's checkpoints.
+    if name.starts_with('_') {
+        return Err(format!(
+            "webhook {name:?}: names starting with `_` are reserved"
+        ));
+    }
     let keys = KeyRing::from_tokens(tokens.iter().map(String::as_str))
         .map_err(|e| format!("webhook {name:?}: {e}"))?;
     Ok(Webhook { name, keys })

@@ -84,6 +84,12 @@ pub fn message_subjects(prefix: &str) -> String {
     subject(prefix, "*", Some("message"))
 }
 
+/// `{prefix}._audit.checkpoint`: where the sealed audit log's signed checkpoints go (webhook
+/// names cannot start with `_`, so no activity shares it).
+pub fn checkpoint_subject(prefix: &str) -> String {
+    format!("{prefix}._audit.checkpoint")
+}
+
 /// `{prefix}.{webhook}.message`: the message activities of one webhook.
 pub fn webhook_message_subject(prefix: &str, webhook: &str) -> String {
     subject(prefix, webhook, Some("message"))

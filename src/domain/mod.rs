@@ -2,9 +2,12 @@
 //! Depends on nothing else in the crate; everything else may depend on it.
 
 pub mod activity;
+pub mod audit_leaf;
 pub mod event;
 pub mod hr_command;
 pub mod markup;
+pub mod merkle;
+pub mod note;
 pub mod reply;
 pub mod secret;
 pub mod signature;

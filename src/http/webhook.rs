@@ -156,11 +156,12 @@ fn log_refusal(span: &Span, e: &IngestError) {
         }
         _ => {
             match e {
+                // Database messages can quote the request's own values: logged escaped.
                 IngestError::Unavailable(reason) => {
-                    tracing::error!(%reason, "database unavailable")
+                    tracing::error!(?reason, "database unavailable")
                 }
                 IngestError::Rejected(reason) => {
-                    tracing::warn!(%reason, "database refused the activity")
+                    tracing::warn!(?reason, "database refused the activity")
                 }
                 _ => {}
             }

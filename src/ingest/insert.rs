@@ -25,6 +25,8 @@ pub struct NewActivity {
     pub activity: Activity,
     /// The exact signed bytes (valid UTF-8 JSON, checked by [`Activity::parse`]).
     pub raw: Bytes,
+    /// The HMAC that verified, kept as evidence.
+    pub mac: [u8; 32],
     /// W3C trace context to carry onto the stream.
     pub traceparent: Option<String>,
 }
@@ -82,17 +84,17 @@ const INSERT: &str = r#"
 with input as (
     select * from unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
                          $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[],
-                         $13::timestamptz[], $14::bytea[], $15::text[])
+                         $13::timestamptz[], $14::bytea[], $15::text[], $16::bytea[])
         as t(event_id, webhook, activity_id, activity_type, conversation_id, team_id, channel_id,
              tenant_id, sender_id, sender_name, sender_aad_object_id, text, activity_timestamp,
-             raw, traceparent)
+             raw, traceparent, mac)
 ), inserted as (
     insert into activities (event_id, webhook, activity_id, activity_type, conversation_id, team_id,
                             channel_id, tenant_id, sender_id, sender_name, sender_aad_object_id, text,
-                            activity_timestamp, raw, body, traceparent)
+                            activity_timestamp, raw, body, traceparent, mac)
     select event_id, webhook, activity_id, activity_type, conversation_id, team_id, channel_id,
            tenant_id, sender_id, sender_name, sender_aad_object_id, text, activity_timestamp,
-           raw, convert_from(raw, 'UTF8')::jsonb, traceparent
+           raw, convert_from(raw, 'UTF8')::jsonb, traceparent, mac
     from input
     on conflict (webhook, activity_id) do nothing
     returning event_id
@@ -156,6 +158,7 @@ async fn insert_new(
         .bind(&times)
         .bind(&raws)
         .bind(col(|a| a.traceparent.as_deref()))
+        .bind(batch.iter().map(|a| &a.mac[..]).collect::<Vec<&[u8]>>())
         .fetch_all(conn)
         .await
 }

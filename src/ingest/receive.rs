@@ -105,7 +105,7 @@ impl Ingest {
         if authorization.is_some() && body.is_empty() {
             return Err(IngestError::EmptyBody);
         }
-        webhook.keys.verify(authorization, &body)?;
+        let mac = webhook.keys.verify(authorization, &body)?;
         let activity = Activity::parse(&body)?;
         let text = activity.text.clone();
         let new = NewActivity {
@@ -113,6 +113,7 @@ impl Ingest {
             webhook: webhook.name.clone(),
             activity,
             raw: body,
+            mac,
             traceparent: Some(traceparent),
         };
         let stored = self.commit(new, started).await?;

@@ -6,37 +6,12 @@ use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 
 use super::{HandleError, Handler};
-use crate::{
-    audit::AuditEntry,
-    domain::{activity::Activity, event::Event, hr_command},
-};
+use crate::{audit::AuditEntry, domain::event::Event};
 
 /// Builds the audit entry for one event; `Permanent` when the event cannot make one.
 pub(crate) fn entry_for(event: &Event, now: DateTime<Utc>) -> Result<AuditEntry, HandleError> {
-    let activity = Activity::parse(&event.body)
-        .map_err(|e| HandleError::Permanent(format!("not an activity: {e}")))?;
-    if activity.sender_name().is_none() && activity.sender_aad_object_id().is_none() {
-        return Err(HandleError::Permanent(
-            "activity has no sender (from.name / from.aadObjectId)".into(),
-        ));
-    }
-    let cmd = hr_command::parse(activity.text.as_deref().unwrap_or_default());
-    Ok(AuditEntry {
-        event_id: event.event_id,
-        webhook: event.webhook.clone(),
-        tenant_id: activity.tenant_id().map(str::to_owned),
-        team_id: activity.team_id().map(str::to_owned),
-        channel_id: activity.channel_id().map(str::to_owned),
-        actor_name: activity.sender_name().map(str::to_owned),
-        actor_aad_object_id: activity.sender_aad_object_id().map(str::to_owned),
-        operation: cmd.operation.as_str().to_string(),
-        entity: cmd.entity.clone(),
-        record_id: cmd.record_id.clone(),
-        changes: cmd.changes_json(),
-        message: cmd.text.clone(),
-        activity_at: activity.timestamp().or(event.time).unwrap_or(now),
-        recorded_at: now,
-    })
+    AuditEntry::derive(event.event_id, &event.webhook, &event.body, event.time, now)
+        .map_err(|e| HandleError::Permanent(e.to_string()))
 }
 
 const INSERT: &str = r#"

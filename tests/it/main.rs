@@ -9,4 +9,5 @@ mod helpers;
 mod hostile;
 mod outage;
 mod receiver;
+mod seal;
 mod tls;

@@ -1,0 +1,315 @@
+//! Evidence for one record that an auditor checks offline: the record's sealed entries, each
+//! with its activity's exact bytes and the Teams HMAC, the data its leaf recomputes from, an
+//! inclusion proof against the latest checkpoint, and that signed checkpoint.
+//!
+//! The file is pretty-printed JSON in one canonical form; the verifier writes what it read
+//! again and requires the same bytes, so a bundle edited in any byte fails. The format is in
+//! the README ("Audit integrity"), for auditors who write their own verifier.
+
+use base64::{engine::general_purpose::STANDARD, Engine as _};
+use chrono::{DateTime, Utc};
+use sqlx::PgPool;
+
+use super::AuditEntry;
+use crate::domain::{
+    audit_leaf::{leaf_value, personal_digest, sha256, LeafFields, PersonalFields},
+    merkle::{inclusion_proof, verify_inclusion, Hash},
+    note::{Checkpoint, NoteVerifier},
+    signature::KeyRing,
+};
+
+/// The format tag of version 1.
+pub const FORMAT: &str = "teams-bridge-audit-bundle/v1";
+
+/// One record's evidence.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Bundle {
+    /// [`FORMAT`].
+    pub format: String,
+    /// The record.
+    pub record: String,
+    /// The signed note every proof is against.
+    pub checkpoint: String,
+    /// The record's entries the checkpoint covers, oldest first.
+    pub entries: Vec<BundledEntry>,
+    /// The record's entries not yet sealed (not in this bundle).
+    pub pending: u64,
+}
+
+/// One entry with what proves it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct BundledEntry {
+    /// The entry as the log holds it.
+    pub entry: AuditEntry,
+    /// Its leaf index.
+    pub leaf_index: u64,
+    /// Base64 of the salt of its personal fields.
+    pub personal_salt: String,
+    /// Base64 of the salted digest of its personal fields.
+    pub personal_digest: String,
+    /// Base64 of the SHA-256 of its activity's bytes.
+    pub raw_sha256: Option<String>,
+    /// The activity behind it.
+    pub activity: Option<BundledActivity>,
+    /// Base64 hashes of the audit path, leaf to root.
+    pub inclusion_proof: Vec<String>,
+}
+
+/// The activity's exact bytes as Teams signed them.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct BundledActivity {
+    /// The webhook it was received on.
+    pub webhook: String,
+    /// Base64 of the exact bytes.
+    pub raw: String,
+    /// Base64 of the HMAC Teams sent.
+    pub mac: Option<String>,
+    /// The time an entry takes when the activity carries none.
+    pub fallback_time: DateTime<Utc>,
+}
+
+#[derive(sqlx::FromRow)]
+struct Row {
+    #[sqlx(flatten)]
+    entry: AuditEntry,
+    personal_salt: Vec<u8>,
+    personal_digest: Vec<u8>,
+    raw_sha256: Option<Vec<u8>>,
+    webhook_of_activity: Option<String>,
+    raw: Option<Vec<u8>>,
+    mac: Option<Vec<u8>>,
+    fallback_time: Option<DateTime<Utc>>,
+}
+
+/// Why a bundle could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    /// The database failed.
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    /// Nothing is sealed yet.
+    #[error("no checkpoint yet: nothing is sealed")]
+    NoCheckpoint,
+    /// The stored tree has holes.
+    #[error("the log is missing leaves below {0}; run `teams-bridge verify`")]
+    Incomplete(u64),
+}
+
+/// Writes the bundle of `record` against the latest checkpoint.
+pub async fn export(pool: &PgPool, record: &str) -> Result<Bundle, ExportError> {
+    let latest: Option<(i64, String)> =
+        sqlx::query_as("select size, note from audit_checkpoints order by size desc limit 1")
+            .fetch_optional(pool)
+            .await?;
+    let (size, checkpoint) = latest.ok_or(ExportError::NoCheckpoint)?;
+    let leaves: Vec<Vec<u8>> = sqlx::query_scalar(
+        "select leaf_hash from audit_log where leaf_index < $1 order by leaf_index",
+    )
+    .bind(size)
+    .fetch_all(pool)
+    .await?;
+    let leaves: Option<Vec<Hash>> = leaves.into_iter().map(|l| l.try_into().ok()).collect();
+    let leaves = leaves.filter(|l| l.len() as i64 == size);
+    let leaves = leaves.ok_or(ExportError::Incomplete(size as u64))?;
+    let rows: Vec<Row> = sqlx::query_as(
+        "select a.event_id, a.webhook, a.tenant_id, a.team_id, a.channel_id, a.actor_name, \
+                a.actor_aad_object_id, a.operation, a.entity, a.record_id, a.changes, a.message, \
+                a.activity_at, a.recorded_at, a.leaf_index, a.sealed_in, a.personal_salt, \
+                a.personal_digest, a.raw_sha256, x.webhook as webhook_of_activity, x.raw, x.mac, \
+                coalesce(x.activity_timestamp, x.received_at) as fallback_time \
+         from audit_log a left join activities x using (event_id) \
+         where a.record_id = $1 and a.leaf_index < $2 order by a.leaf_index",
+    )
+    .bind(record)
+    .bind(size)
+    .fetch_all(pool)
+    .await?;
+    let pending: i64 = sqlx::query_scalar(
+        "select count(*) from audit_log where record_id = $1 and (leaf_index is null or leaf_index >= $2)",
+    )
+    .bind(record)
+    .bind(size)
+    .fetch_one(pool)
+    .await?;
+    let entries = rows.into_iter().map(|r| bundled(r, &leaves)).collect();
+    Ok(Bundle {
+        format: FORMAT.into(),
+        record: record.into(),
+        checkpoint,
+        entries,
+        pending: pending as u64,
+    })
+}
+
+fn bundled(row: Row, leaves: &[Hash]) -> BundledEntry {
+    let entry = row.entry.with_seal();
+    let leaf_index = entry.seal.map_or(0, |s| s.leaf_index as u64);
+    let b64 = |b: &[u8]| STANDARD.encode(b);
+    let activity = row.raw.as_ref().map(|raw| BundledActivity {
+        webhook: row.webhook_of_activity.clone().unwrap_or_default(),
+        raw: b64(raw),
+        mac: row.mac.as_deref().map(b64),
+        fallback_time: row.fallback_time.unwrap_or(entry.activity_at),
+    });
+    let proof = inclusion_proof(leaves, leaf_index as usize);
+    BundledEntry {
+        leaf_index,
+        personal_salt: b64(&row.personal_salt),
+        personal_digest: b64(&row.personal_digest),
+        raw_sha256: row.raw_sha256.as_deref().map(b64),
+        activity,
+        inclusion_proof: proof.iter().map(|h| b64(h)).collect(),
+        entry,
+    }
+}
+
+impl Bundle {
+    /// The bundle's one canonical text.
+    pub fn to_text(&self) -> String {
+        serde_json::to_string_pretty(self).expect("a bundle serialises") + "\n"
+    }
+}
+
+/// What the offline check found.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct BundleReport {
+    /// The record.
+    pub record: String,
+    /// The checkpoint's tree size.
+    pub checkpoint_size: u64,
+    /// Entries checked.
+    pub entries: u64,
+    /// Entries whose Teams HMAC was checked (with a webhook key).
+    pub hmac_checked: u64,
+    /// Everything that does not hold.
+    pub problems: Vec<String>,
+}
+
+/// Checks a bundle with no database: the checkpoint's signature, each leaf recomputed from
+/// the bundled bytes and proven included, each entry re-derived by the grammar, and (with
+/// `webhook_key`) each activity's Teams HMAC.
+pub fn verify_bundle(
+    text: &str,
+    verifier: &NoteVerifier,
+    webhook_key: Option<&KeyRing>,
+) -> BundleReport {
+    let mut report = BundleReport::default();
+    let bundle: Bundle = match serde_json::from_str(text) {
+        Ok(b) => b,
+        Err(e) => {
+            report.problems.push(format!("not a bundle: {e}"));
+            return report;
+        }
+    };
+    report.record = bundle.record.clone();
+    if bundle.to_text() != text || bundle.format != FORMAT {
+        report
+            .problems
+            .push("not in the exporter's canonical form: edited after export".into());
+    }
+    let checkpoint = verifier
+        .verify(&bundle.checkpoint)
+        .map_err(|e| e.to_string());
+    let checkpoint = checkpoint.and_then(|t| Checkpoint::parse(t).map_err(|e| e.to_string()));
+    let checkpoint = match checkpoint {
+        Ok(c) => c,
+        Err(e) => {
+            report.problems.push(format!("checkpoint: {e}"));
+            return report;
+        }
+    };
+    report.checkpoint_size = checkpoint.size;
+    for b in &bundle.entries {
+        report.entries += 1;
+        let id = b.entry.event_id;
+        for why in check_entry(b, &checkpoint, webhook_key, &mut report.hmac_checked) {
+            report
+                .problems
+                .push(format!("entry {id} (leaf {}): {why}", b.leaf_index));
+        }
+    }
+    report
+}
+
+fn decode_hash(s: &str) -> Option<Hash> {
+    STANDARD.decode(s).ok()?.try_into().ok()
+}
+
+/// Everything wrong with one bundled entry.
+fn check_entry(
+    b: &BundledEntry,
+    checkpoint: &Checkpoint,
+    webhook_key: Option<&KeyRing>,
+    hmac_checked: &mut u64,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    let e = &b.entry;
+    let salt: Option<[u8; 16]> = STANDARD
+        .decode(&b.personal_salt)
+        .ok()
+        .and_then(|s| s.try_into().ok());
+    let digest = decode_hash(&b.personal_digest).unwrap_or_default();
+    let fields = PersonalFields {
+        actor_name: e.actor_name.as_deref(),
+        actor_aad_object_id: e.actor_aad_object_id.as_deref(),
+        changes: &e.changes,
+        message: &e.message,
+    };
+    if salt.map(|s| personal_digest(&s, &fields)) != Some(digest) {
+        problems.push("its names, changes or message differ from their sealed digest".into());
+    }
+    let raw_sha256 = b.raw_sha256.as_deref().and_then(decode_hash);
+    let raw = b
+        .activity
+        .as_ref()
+        .and_then(|a| STANDARD.decode(&a.raw).ok());
+    if raw.as_deref().map(sha256) != raw_sha256 {
+        problems.push("its activity's bytes are not the sealed ones".into());
+    }
+    let value = leaf_value(&LeafFields {
+        event_id: e.event_id,
+        webhook: &e.webhook,
+        tenant_id: e.tenant_id.as_deref(),
+        team_id: e.team_id.as_deref(),
+        channel_id: e.channel_id.as_deref(),
+        operation: &e.operation,
+        entity: e.entity.as_deref(),
+        record_id: e.record_id.as_deref(),
+        activity_at: e.activity_at,
+        raw_sha256: raw_sha256.as_ref(),
+        personal_digest: &digest,
+    });
+    let path: Option<Vec<Hash>> = b.inclusion_proof.iter().map(|h| decode_hash(h)).collect();
+    let included = path.is_some_and(|p| {
+        verify_inclusion(&checkpoint.root, checkpoint.size, b.leaf_index, &value, &p)
+    });
+    if !included {
+        problems.push("its leaf is not proven included in the checkpoint".into());
+    }
+    let (Some(activity), Some(raw)) = (&b.activity, raw) else {
+        problems.push("no activity: it was not received from Teams".into());
+        return problems;
+    };
+    let derived = AuditEntry::derive(
+        e.event_id,
+        &activity.webhook,
+        &raw,
+        Some(activity.fallback_time),
+        e.recorded_at,
+    );
+    if !derived.is_ok_and(|d| d.says_the_same_as(e)) {
+        problems.push("it differs from what its activity says".into());
+    }
+    if let Some(ring) = webhook_key {
+        *hmac_checked += 1;
+        let mac = activity
+            .mac
+            .as_deref()
+            .and_then(|m| STANDARD.decode(m).ok());
+        if mac.is_none_or(|m| ring.verify_mac(&m, &raw).is_err()) {
+            problems
+                .push("its activity does not carry a valid Teams signature for this key".into());
+        }
+    }
+    problems
+}

@@ -1,0 +1,413 @@
+//! `teams-bridge verify` against the database: recomputes every leaf from the stored entry
+//! and its activity's bytes, rebuilds the tree, checks every checkpoint's signature and root,
+//! and names what does not hold. With `evidence`, every entry is also checked against its
+//! activity (the Teams HMAC, and what the grammar derives from the bytes today), so an entry
+//! inserted without a genuine activity is found even once sealed. With saved checkpoints, a
+//! consistency proof shows today's tree extends each, so a history rewritten and re-signed
+//! with the key is found too.
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::{DateTime, Utc};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use super::AuditEntry;
+use crate::{
+    config::Webhook,
+    domain::{
+        audit_leaf::{leaf_value, personal_digest, sha256, LeafFields, PersonalFields},
+        merkle::{consistency_proof, leaf_hash, root, verify_consistency, Frontier, Hash},
+        note::{Checkpoint, NoteVerifier},
+    },
+};
+
+/// What to check beyond the tree.
+pub struct VerifyOptions<'a> {
+    /// Checks checkpoint signatures.
+    pub verifier: &'a NoteVerifier,
+    /// Also check every entry against its activity.
+    pub evidence: bool,
+    /// The webhooks' keys, for the HMAC of each activity (with `evidence`).
+    pub webhooks: &'a [Webhook],
+    /// Checkpoints saved earlier (signed notes), which today's tree must extend.
+    pub saved: Vec<String>,
+}
+
+/// One thing that does not hold.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Problem {
+    /// An entry's fields changed since it was sealed.
+    Modified {
+        /// The entry.
+        event_id: Uuid,
+        /// Its leaf.
+        leaf_index: i64,
+        /// What changed.
+        detail: String,
+    },
+    /// A leaf index no entry holds: an entry was deleted.
+    Missing {
+        /// The index.
+        leaf_index: i64,
+    },
+    /// The activity behind an entry changed, or the entry is not what it says.
+    Evidence {
+        /// The entry.
+        event_id: Uuid,
+        /// Why.
+        detail: String,
+    },
+    /// An entry with no activity behind it: not received from Teams.
+    Inserted {
+        /// The entry.
+        event_id: Uuid,
+    },
+    /// A stored checkpoint that does not hold.
+    Checkpoint {
+        /// Its tree size.
+        size: i64,
+        /// Why.
+        detail: String,
+    },
+    /// A saved checkpoint today's tree does not extend: history was rewritten.
+    Rewritten {
+        /// The saved checkpoint's size.
+        saved_size: u64,
+        /// Why.
+        detail: String,
+    },
+}
+
+/// What `verify` found.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Report {
+    /// Entries in `audit_log`.
+    pub entries: u64,
+    /// Of which sealed.
+    pub sealed: u64,
+    /// Of which still waiting for the sealer.
+    pub pending: u64,
+    /// Leaves in the tree the sealer says it built.
+    pub tree_size: u64,
+    /// Stored checkpoints checked.
+    pub checkpoints_checked: u64,
+    /// Saved checkpoints checked against today's tree.
+    pub saved_checkpoints_checked: u64,
+    /// Entries whose activity's HMAC was checked (with `evidence`).
+    pub hmac_checked: u64,
+    /// Everything that does not hold; empty when the log verifies.
+    pub problems: Vec<Problem>,
+}
+
+#[derive(sqlx::FromRow)]
+struct Row {
+    #[sqlx(flatten)]
+    entry: AuditEntry,
+    personal_salt: Option<Vec<u8>>,
+    personal_digest: Option<Vec<u8>>,
+    raw_sha256: Option<Vec<u8>>,
+    leaf_hash: Option<Vec<u8>>,
+    stored_index: Option<i64>,
+    raw: Option<Vec<u8>>,
+    mac: Option<Vec<u8>>,
+    fallback_time: Option<DateTime<Utc>>,
+    activity_webhook: Option<String>,
+}
+
+const ROWS: &str = "\
+    select a.event_id, a.webhook, a.tenant_id, a.team_id, a.channel_id, a.actor_name, \
+           a.actor_aad_object_id, a.operation, a.entity, a.record_id, a.changes, a.message, \
+           a.activity_at, a.recorded_at, a.personal_salt, a.personal_digest, a.raw_sha256, \
+           a.leaf_hash, a.leaf_index as stored_index, x.raw, x.mac, \
+           coalesce(x.activity_timestamp, x.received_at) as fallback_time, \
+           x.webhook as activity_webhook \
+    from audit_log a left join activities x using (event_id) order by a.leaf_index";
+
+fn hash(bytes: &Option<Vec<u8>>) -> Option<Hash> {
+    bytes.as_deref().and_then(|b| b.try_into().ok())
+}
+
+/// Checks the whole log.
+pub async fn verify(pool: &PgPool, options: &VerifyOptions<'_>) -> Result<Report, sqlx::Error> {
+    let rows: Vec<Row> = sqlx::query_as(ROWS).fetch_all(pool).await?;
+    let tree_size: i64 = sqlx::query_scalar("select size from audit_tree")
+        .fetch_one(pool)
+        .await?;
+    let checkpoints: Vec<(i64, Vec<u8>, String)> =
+        sqlx::query_as("select size, root, note from audit_checkpoints order by size")
+            .fetch_all(pool)
+            .await?;
+    let mut report = Report {
+        entries: rows.len() as u64,
+        tree_size: tree_size as u64,
+        ..Default::default()
+    };
+    let leaves = check_leaves(&rows, tree_size, &mut report);
+    check_checkpoints(&leaves, &checkpoints, options.verifier, &mut report);
+    check_saved(&leaves, options, &mut report);
+    if options.evidence {
+        check_evidence(&rows, options.webhooks, &mut report);
+    }
+    Ok(report)
+}
+
+/// Every sealed entry's leaf, recomputed from what is stored; `None` for a missing index.
+fn check_leaves(rows: &[Row], tree_size: i64, report: &mut Report) -> Vec<Option<Hash>> {
+    let by_index: BTreeMap<i64, &Row> = rows
+        .iter()
+        .filter_map(|r| Some((r.stored_index?, r)))
+        .collect();
+    report.sealed = by_index.len() as u64;
+    report.pending = report.entries - report.sealed;
+    let last = by_index
+        .keys()
+        .next_back()
+        .map_or(0, |i| i + 1)
+        .max(tree_size);
+    (0..last)
+        .map(|i| match by_index.get(&i) {
+            None => {
+                report.problems.push(Problem::Missing { leaf_index: i });
+                None
+            }
+            Some(row) => Some(recompute(row, i, report)),
+        })
+        .collect()
+}
+
+/// The leaf of one sealed row, from its stored fields; differences are reported.
+fn recompute(row: &Row, index: i64, report: &mut Report) -> Hash {
+    let e = &row.entry;
+    let mut modified = |detail: &str| {
+        let (event_id, detail) = (e.event_id, detail.to_string());
+        report.problems.push(Problem::Modified {
+            event_id,
+            leaf_index: index,
+            detail,
+        });
+    };
+    let personal = hash(&row.personal_digest).unwrap_or_default();
+    if let Some(salt) = row
+        .personal_salt
+        .as_deref()
+        .and_then(|s| <[u8; 16]>::try_from(s).ok())
+    {
+        let fields = PersonalFields {
+            actor_name: e.actor_name.as_deref(),
+            actor_aad_object_id: e.actor_aad_object_id.as_deref(),
+            changes: &e.changes,
+            message: &e.message,
+        };
+        if personal_digest(&salt, &fields) != personal {
+            modified("its names, changes or message differ from what was sealed");
+        }
+    }
+    let raw_sha256 = hash(&row.raw_sha256);
+    if let (Some(raw), Some(sealed)) = (&row.raw, raw_sha256) {
+        if sha256(raw) != sealed {
+            modified("its activity's bytes differ from what was sealed");
+        }
+    }
+    let leaf = leaf_hash(&leaf_value(&LeafFields {
+        event_id: e.event_id,
+        webhook: &e.webhook,
+        tenant_id: e.tenant_id.as_deref(),
+        team_id: e.team_id.as_deref(),
+        channel_id: e.channel_id.as_deref(),
+        operation: &e.operation,
+        entity: e.entity.as_deref(),
+        record_id: e.record_id.as_deref(),
+        activity_at: e.activity_at,
+        raw_sha256: raw_sha256.as_ref(),
+        personal_digest: &personal,
+    }));
+    if hash(&row.leaf_hash) != Some(leaf) {
+        modified("its sealed fields differ from its leaf");
+    }
+    leaf
+}
+
+/// Each stored checkpoint: signed by the key, its row agrees with its note, and its root is
+/// the root of the recomputed leaves.
+fn check_checkpoints(
+    leaves: &[Option<Hash>],
+    checkpoints: &[(i64, Vec<u8>, String)],
+    verifier: &NoteVerifier,
+    report: &mut Report,
+) {
+    let mut frontier = Frontier::default();
+    let mut complete = true;
+    let total = leaves.len() as i64;
+    let mut leaves = leaves.iter();
+    for (size, stored_root, note) in checkpoints {
+        report.checkpoints_checked += 1;
+        let mut problem = |detail: String| {
+            report.problems.push(Problem::Checkpoint {
+                size: *size,
+                detail,
+            });
+        };
+        let parsed = verifier.verify(note).map_err(|e| e.to_string());
+        let parsed = parsed.and_then(|text| Checkpoint::parse(text).map_err(|e| e.to_string()));
+        let checkpoint = match parsed {
+            Ok(c) => c,
+            Err(e) => {
+                problem(format!("its note does not hold: {e}"));
+                continue;
+            }
+        };
+        if checkpoint.size != *size as u64 || checkpoint.root[..] != stored_root[..] {
+            problem("its row differs from its signed note".into());
+        }
+        while complete && (frontier.size() as i64) < *size {
+            match leaves.next() {
+                Some(Some(leaf)) => frontier.push(*leaf),
+                _ => complete = false,
+            }
+        }
+        match complete {
+            false => problem("cannot be recomputed: leaves are missing".into()),
+            true if frontier.root() != checkpoint.root => {
+                problem("its root is not the root of the entries it covers".into())
+            }
+            true => {}
+        }
+    }
+    let last = checkpoints.last().map_or(0, |c| c.0);
+    if total > last {
+        let detail = format!(
+            "{} entries claim to be sealed beyond the last checkpoint",
+            total - last
+        );
+        report
+            .problems
+            .push(Problem::Checkpoint { size: last, detail });
+    }
+}
+
+/// Each saved checkpoint: signed by the key, and extended by today's tree (a consistency
+/// proof, checked as an auditor would).
+fn check_saved(leaves: &[Option<Hash>], options: &VerifyOptions<'_>, report: &mut Report) {
+    let all: Option<Vec<Hash>> = leaves.iter().copied().collect();
+    for note in &options.saved {
+        report.saved_checkpoints_checked += 1;
+        let mut rewritten = |saved_size, detail: String| {
+            report
+                .problems
+                .push(Problem::Rewritten { saved_size, detail });
+        };
+        let checkpoint = options.verifier.verify(note).map_err(|e| e.to_string());
+        let checkpoint = checkpoint.and_then(|t| Checkpoint::parse(t).map_err(|e| e.to_string()));
+        let checkpoint = match checkpoint {
+            Ok(c) => c,
+            Err(e) => {
+                rewritten(0, format!("the saved checkpoint does not hold: {e}"));
+                continue;
+            }
+        };
+        let Some(all) = &all else {
+            rewritten(
+                checkpoint.size,
+                "cannot be checked: leaves are missing".into(),
+            );
+            continue;
+        };
+        let (m, n) = (checkpoint.size, all.len() as u64);
+        if m > n {
+            rewritten(m, format!("it covers {m} entries, the log holds {n}"));
+            continue;
+        }
+        let proof = consistency_proof(all, m as usize);
+        if !verify_consistency(m, &checkpoint.root, n, &root(all), &proof) {
+            let detail = format!("today's tree of {n} entries does not extend it");
+            rewritten(m, detail);
+        }
+    }
+}
+
+/// Every entry against its activity: the activity exists, carries a valid Teams HMAC, and
+/// says what the entry says.
+fn check_evidence(rows: &[Row], webhooks: &[Webhook], report: &mut Report) {
+    let keys: HashMap<&str, &Webhook> = webhooks.iter().map(|w| (w.name.as_str(), w)).collect();
+    for row in rows {
+        let e = &row.entry;
+        let Some(raw) = &row.raw else {
+            report.problems.push(Problem::Inserted {
+                event_id: e.event_id,
+            });
+            continue;
+        };
+        let mut evidence = |detail: &str| {
+            let (event_id, detail) = (e.event_id, detail.to_string());
+            report.problems.push(Problem::Evidence { event_id, detail });
+        };
+        let webhook = row.activity_webhook.as_deref().unwrap_or_default();
+        if let (Some(w), Some(mac)) = (keys.get(webhook), &row.mac) {
+            report.hmac_checked += 1;
+            if w.keys.verify_mac(mac, raw).is_err() {
+                evidence("its activity's bytes do not carry a valid Teams signature");
+            }
+        }
+        let derived =
+            AuditEntry::derive(e.event_id, webhook, raw, row.fallback_time, e.recorded_at);
+        match derived {
+            Ok(d) if d.says_the_same_as(e) => {}
+            Ok(_) => evidence("it differs from what its activity says"),
+            Err(why) => evidence(&format!("its activity makes no entry: {why}")),
+        }
+    }
+}
+
+impl Report {
+    /// Whether everything holds.
+    pub fn ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+impl std::fmt::Display for Report {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "entries {} (sealed {}, pending {}), tree size {}, checkpoints checked {}, saved checkpoints checked {}, HMACs checked {}",
+            self.entries,
+            self.sealed,
+            self.pending,
+            self.tree_size,
+            self.checkpoints_checked,
+            self.saved_checkpoints_checked,
+            self.hmac_checked
+        )?;
+        for p in &self.problems {
+            let line = match p {
+                Problem::Modified {
+                    event_id,
+                    leaf_index,
+                    detail,
+                } => {
+                    format!("MODIFIED  entry {event_id} (leaf {leaf_index}): {detail}")
+                }
+                Problem::Missing { leaf_index } => {
+                    format!("MISSING   leaf {leaf_index}: its entry was deleted")
+                }
+                Problem::Evidence { event_id, detail } => {
+                    format!("EVIDENCE  entry {event_id}: {detail}")
+                }
+                Problem::Inserted { event_id } => {
+                    format!("INSERTED  entry {event_id}: no activity holds its event id; it was not received from Teams")
+                }
+                Problem::Checkpoint { size, detail } => format!("CHECKPOINT {size}: {detail}"),
+                Problem::Rewritten { saved_size, detail } => {
+                    format!("REWRITTEN saved checkpoint {saved_size}: {detail}")
+                }
+            };
+            writeln!(f, "{line}")?;
+        }
+        match self.ok() {
+            true => writeln!(f, "ok: the audit log verifies"),
+            false => writeln!(f, "FAILED: {} problems", self.problems.len()),
+        }
+    }
+}
