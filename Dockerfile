@@ -31,7 +31,10 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --system --gid 10001 teams-bridge \
  && useradd --system --uid 10001 --gid teams-bridge --no-create-home \
-      --home-dir /nonexistent --shell /usr/sbin/nologin teams-bridge
+      --home-dir /nonexistent --shell /usr/sbin/nologin teams-bridge \
+ && mkdir -p /var/lib/teams-bridge/keys \
+ && chown 10001:10001 /var/lib/teams-bridge/keys \
+ && chmod 0700 /var/lib/teams-bridge/keys
 COPY --from=builder /usr/local/bin/teams-bridge /usr/local/bin/teams-bridge
 USER 10001:10001
 # 3978: webhooks, /healthz, /readyz, /metrics, /api/audit (`serve`).

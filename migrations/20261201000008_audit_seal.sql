@@ -32,3 +32,4 @@ create table audit_checkpoints (
     created_at  timestamptz not null default now(),
     published   boolean not null default false
 );
+create index audit_checkpoints_unpublished_idx on audit_checkpoints (size) where not published;

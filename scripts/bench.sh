@@ -16,6 +16,7 @@
 #                           MAX_IN_FLIGHT, or the closed loop spins on 503s)
 #   BENCH_PORT [29780], BENCH_WORKER_PORT [29464] (below the ephemeral port range)
 #   BENCH_NO_WRITE=1        do not touch BENCHMARKS.md
+#   BENCH_NO_SEAL=1         the worker does not seal the audit log (to measure what sealing costs)
 #   BENCH_ONLY="latency sustained"  run only these scenarios (implies BENCH_NO_WRITE); without
 #                           the throughput scenario the sustained rate is BENCH_SUSTAINED [10000]
 set -euo pipefail
@@ -57,6 +58,14 @@ export TEAMS_BRIDGE_SECRET="$TOKEN"
 # The service's own default log level: the per-request line is debug, refusals are warnings.
 export RUST_LOG="${RUST_LOG:-info,sqlx=warn}"
 unset TEAMS_BRIDGE_CONFIG
+# The worker seals the audit log as in production: a signing key of this run's own
+# (BENCH_NO_SEAL=1: no sealing, to measure what sealing costs).
+if [ -z "${BENCH_NO_SEAL:-}" ]; then
+  "$BIN" audit keygen --out "$OUT/audit.key" >/dev/null
+  export AUDIT_SIGNING_KEY_FILE="$OUT/audit.key"
+else
+  unset AUDIT_SIGNING_KEY_FILE
+fi
 
 SERVE_PID=""
 WORKER_PID=""
@@ -148,6 +157,24 @@ wait_quiet() {
   done
 }
 
+# Audit entries not yet sealed.
+unsealed() {
+  psql -Atq -h 127.0.0.1 -U postgres -d teams_bridge_bench \
+    -c "select count(*) from audit_log where leaf_index is null" 2>/dev/null || echo 0
+}
+# After a scenario (its ledger check has waited for the worker): how many entries wait for
+# the sealer, the most that waited during the run, and how long until none waits.
+seal_drain() {
+  local name=$1 t0 left max
+  t0=$(now_ms); left=$(unsealed)
+  max=$(sort -n "$OUT/$name.unsealed" 2>/dev/null | tail -n 1); max=${max:-0}
+  while [ "$(unsealed)" -gt 0 ] && [ $(( $(now_ms) - t0 )) -lt 60000 ]; do sleep 0.1; done
+  local ms=$(( $(now_ms) - t0 )) now; now=$(unsealed)
+  log "scenario $name: sealing: at most $max unsealed during the run, $left at its end, drained in $ms ms ($now left)"
+  printf '{"scenario":"%s-seal","max_unsealed":%s,"unsealed_at_end":%s,"seal_drain_ms":%s,"unsealed_after":%s}\n' \
+    "$name" "$max" "$left" "$ms" "$now" >>"$RESULTS"
+}
+
 FAILED=""
 [ -z "${BENCH_ONLY:-}" ] || BENCH_NO_WRITE=1
 wanted() { [ -z "${BENCH_ONLY:-}" ] || [ "$1" = warmup ] || [[ " $BENCH_ONLY " == *" $1 "* ]]; }
@@ -157,8 +184,13 @@ bench() {
   wait_quiet
   log "scenario $name: $*"
   local rc=0
+  # The sealer keeps up when the unsealed count stays bounded: sample it once a second.
+  ( while :; do unsealed; sleep 1; done >"$OUT/$name.unsealed" ) &
+  local sampler=$!
   "$BENCH_BIN" --url "http://127.0.0.1:$PORT" --label "$name" \
     --service-pid "$SERVE_PID" --worker-pid "$WORKER_PID" "$@" >"$OUT/$name.txt" || rc=$?
+  kill "$sampler" 2>/dev/null; wait "$sampler" 2>/dev/null || true
+  seal_drain "$name"
   grep -v '^{' "$OUT/$name.txt" >&2
   grep '^{' "$OUT/$name.txt" >>"$RESULTS"
   if [ "$rc" -ne 0 ]; then
@@ -167,7 +199,7 @@ bench() {
   fi
   return 0
 }
-last() { tail -n 1 "$RESULTS" | python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }
+last() { grep -v -- '-seal"' "$RESULTS" | tail -n 1 | python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }
 
 # Warm-up: caches, connection pools, JIT-less but page-cache-full.
 bench warmup --webhook s0 --rate 1000 --duration 5 --connections 64
@@ -245,6 +277,9 @@ for r in rows:
         out.append(f'`serve` ready (spawn → first `/readyz` 200): **{r["restart_ms"]} ms** on restart, {r["fresh_db_ms"]} ms on a fresh database (created and migrated).')
     if r["scenario"] == "memory":
         out.append(f'`serve` peak RSS (VmHWM) after all scenarios: **{r["serve_vmhwm_kib"]/1024:.1f} MiB**.')
+for r in rows:
+    if r["scenario"].endswith("-seal"):
+        out.append(f'Sealing during {r["scenario"][:-5]}: at most {r["max_unsealed"]} entries waited for the sealer (sampled each second), {r["unsealed_at_end"]} when the ledger had drained, all sealed {r["seal_drain_ms"]} ms later ({r["unsealed_after"]} left).')
 for r in rows:
     if r["scenario"] == "overload":
         out.append(f'Overload: offered {r["offered_rps"]:.0f}/s; {r["status"].get("503",0)} answered 503 (all with Retry-After: {"yes" if r["missing_retry_after"]==0 else "NO"}); slowest reply {r["latency_ms"]["max"]:.0f} ms; 200s at {r["ok_rps"]:.0f}/s; service peak RSS {(r.get("service_peak_rss_kib") or 0)/1024:.1f} MiB.')

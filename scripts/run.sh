@@ -20,6 +20,17 @@ export NATS_URL="${NATS_URL:-nats://127.0.0.1:4222}"
 cargo build --release --locked
 bin=target/release/teams-bridge
 
+# The sealed audit trail needs a signing key; a development one unless you give yours.
+if [ -z "${AUDIT_SIGNING_KEY_FILE:-}" ]; then
+  export AUDIT_SIGNING_KEY_FILE=target/dev-audit.key
+  if [ ! -f "$AUDIT_SIGNING_KEY_FILE" ]; then
+    "$bin" audit keygen --out "$AUDIT_SIGNING_KEY_FILE" >/dev/null
+    echo "run.sh: created a development audit signing key in $AUDIT_SIGNING_KEY_FILE (verifier: $AUDIT_SIGNING_KEY_FILE.pub)" >&2
+  else
+    echo "run.sh: sealing the audit log with the development key $AUDIT_SIGNING_KEY_FILE" >&2
+  fi
+fi
+
 "$bin" migrate
 "$bin" serve &
 serve=$!

@@ -140,7 +140,14 @@ pub async fn run_scenario(s: &Scenario) -> anyhow::Result<ScenarioOutcome> {
         ),
         _ => None,
     };
-    Ok(ScenarioOutcome::new(s, result, ledger, cpu))
+    // The cost per webhook counts the work after the load too (the relay and the worker
+    // draining what it left), up to the end of the ledger check.
+    let cpu_drained = stats::CpuSnapshot::take(&s.watch, s.pg_database.as_deref());
+    let per_webhook =
+        report::cpu_us_per_webhook(&cpu_before.seconds_until(&cpu_drained), result.status(200));
+    let mut outcome = ScenarioOutcome::new(s, result, ledger, cpu);
+    outcome.summary.cpu_us_per_webhook = per_webhook;
+    Ok(outcome)
 }
 
 /// The CLI: runs the scenario(s), prints tables and JSON lines, fails on any difference.

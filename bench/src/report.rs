@@ -61,6 +61,10 @@ pub struct RunSummary {
     pub max_by_second_ms: Vec<f64>,
     /// CPU use during the load, percent of one core, by process.
     pub cpu: BTreeMap<String, f64>,
+    /// CPU microseconds per webhook answered 200, from the start of the load to the end of
+    /// the ledger check (the drain included), by component, and `total` over the service,
+    /// the worker, Postgres and NATS.
+    pub cpu_us_per_webhook: BTreeMap<String, f64>,
     /// The service's peak resident set (VmHWM) after the run, KiB.
     pub service_peak_rss_kib: Option<u64>,
     /// The service's resident set after the run, KiB.
@@ -175,6 +179,7 @@ impl ScenarioOutcome {
             service_ms: Percentiles::of(&mut service),
             max_by_second_ms: max_by_second(&result.samples),
             cpu,
+            cpu_us_per_webhook: BTreeMap::new(),
             service_peak_rss_kib: memory.map(|m| m.0),
             service_rss_kib: memory.map(|m| m.1),
             pass: failures.is_empty(),
@@ -256,6 +261,14 @@ impl ScenarioOutcome {
             let cpu: Vec<String> = s.cpu.iter().map(|(k, v)| format!("{k} {v:.0}")).collect();
             let _ = writeln!(t, "  cpu %: {}", cpu.join(", "));
         }
+        if !s.cpu_us_per_webhook.is_empty() {
+            let us = s
+                .cpu_us_per_webhook
+                .iter()
+                .map(|(k, v)| format!("{k} {v:.0}"));
+            let us: Vec<String> = us.collect();
+            let _ = writeln!(t, "  cpu µs per webhook (load + drain): {}", us.join(", "));
+        }
         if let Some(kib) = s.service_peak_rss_kib {
             let _ = writeln!(
                 t,
@@ -305,9 +318,47 @@ fn max_by_second(samples: &[Sample]) -> Vec<f64> {
         .collect()
 }
 
+/// The components whose CPU a webhook costs.
+const COMPONENTS: [&str; 4] = ["service", "worker", "postgres", "nats-server"];
+
+/// CPU microseconds per accepted webhook, by component and in total.
+pub fn cpu_us_per_webhook(seconds: &BTreeMap<String, f64>, accepted: u64) -> BTreeMap<String, f64> {
+    let mut out = BTreeMap::new();
+    if accepted == 0 {
+        return out;
+    }
+    let per = |s: f64| (s * 1e6 / accepted as f64 * 10.0).round() / 10.0;
+    let mut total = 0.0;
+    for c in COMPONENTS {
+        if let Some(s) = seconds.get(c) {
+            total += s;
+            out.insert(c.to_string(), per(*s));
+        }
+    }
+    out.insert("total".into(), per(total));
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cpu_per_webhook_divides_each_component_and_sums_ours() {
+        let seconds: BTreeMap<String, f64> = [("service", 2.0), ("postgres", 3.0), ("bench", 9.0)]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+        let us = cpu_us_per_webhook(&seconds, 10_000);
+        assert_eq!(us["service"], 200.0);
+        assert_eq!(us["postgres"], 300.0);
+        assert_eq!(
+            us["total"], 500.0,
+            "the bench's own CPU is not the service's cost"
+        );
+        assert!(!us.contains_key("bench"));
+        assert!(cpu_us_per_webhook(&seconds, 0).is_empty());
+    }
 
     #[test]
     fn the_slowest_answer_of_each_second_is_kept() {

@@ -94,6 +94,16 @@ impl CpuSnapshot {
         }
     }
 
+    /// CPU seconds each label used between `self` and `later`.
+    pub fn seconds_until(&self, later: &CpuSnapshot) -> BTreeMap<String, f64> {
+        let hz = 100.0; // USER_HZ
+        let used = |(label, after): (&String, &u64)| {
+            let before = self.ticks.get(label).copied().unwrap_or(0);
+            (label.clone(), after.saturating_sub(before) as f64 / hz)
+        };
+        later.ticks.iter().map(used).collect()
+    }
+
     /// CPU use between `self` and `later`, in percent of one core, by label, plus
     /// `machine_busy_pct` (percent of all cores).
     pub fn usage_since(&self, later: &CpuSnapshot, seconds: f64) -> BTreeMap<String, f64> {

@@ -3,8 +3,11 @@
 //! inclusion proof against the latest checkpoint, and that signed checkpoint.
 //!
 //! The file is pretty-printed JSON in one canonical form; the verifier writes what it read
-//! again and requires the same bytes, so a bundle edited in any byte fails. The format is in
-//! the README ("Audit integrity"), for auditors who write their own verifier.
+//! again and requires the same bytes, so a bundle edited by hand in any byte fails, and every
+//! entry must be the record's, in leaf order, sealed by the bundled checkpoint. What a bundle
+//! cannot prove is completeness: an entry left out of it is not detectable from the bundle
+//! alone (`verify` against the database is). The format is in the README ("Audit
+//! integrity"), for auditors who write their own verifier.
 
 use base64::{engine::general_purpose::STANDARD, Engine as _};
 use chrono::{DateTime, Utc};
@@ -219,9 +222,27 @@ pub fn verify_bundle(
         }
     };
     report.checkpoint_size = checkpoint.size;
+    let mut previous: Option<u64> = None;
     for b in &bundle.entries {
         report.entries += 1;
         let id = b.entry.event_id;
+        if previous.is_some_and(|p| p >= b.leaf_index) {
+            report
+                .problems
+                .push(format!("entry {id}: entries out of order or repeated"));
+        }
+        previous = Some(b.leaf_index);
+        let seal_ok = b.entry.seal.is_some_and(|s| {
+            s.leaf_index as u64 == b.leaf_index
+                && s.checkpoint_size > s.leaf_index
+                && s.checkpoint_size as u64 <= checkpoint.size
+        });
+        if b.entry.record_id.as_deref() != Some(bundle.record.as_str()) || !seal_ok {
+            let record = &bundle.record;
+            let why =
+                format!("entry {id}: not an entry of record {record} sealed by this checkpoint");
+            report.problems.push(why);
+        }
         for why in check_entry(b, &checkpoint, webhook_key, &mut report.hmac_checked) {
             report
                 .problems

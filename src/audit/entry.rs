@@ -126,7 +126,11 @@ impl AuditEntry {
                 (e.tenant_id.clone(), e.team_id.clone(), e.channel_id.clone()),
                 (e.actor_name.clone(), e.actor_aad_object_id.clone()),
                 (e.operation.clone(), e.entity.clone(), e.record_id.clone()),
-                (e.changes.clone(), e.message.clone(), e.activity_at),
+                (
+                    e.changes.clone(),
+                    e.message.clone(),
+                    e.activity_at.timestamp_micros(),
+                ),
             )
         };
         key(self) == key(other)

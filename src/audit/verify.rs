@@ -26,6 +26,8 @@ use crate::{
 pub struct VerifyOptions<'a> {
     /// Checks checkpoint signatures.
     pub verifier: &'a NoteVerifier,
+    /// The log's origin every checkpoint must name.
+    pub origin: &'a str,
     /// Also check every entry against its activity.
     pub evidence: bool,
     /// The webhooks' keys, for the HMAC of each activity (with `evidence`).
@@ -120,7 +122,7 @@ const ROWS: &str = "\
     select a.event_id, a.webhook, a.tenant_id, a.team_id, a.channel_id, a.actor_name, \
            a.actor_aad_object_id, a.operation, a.entity, a.record_id, a.changes, a.message, \
            a.activity_at, a.recorded_at, a.personal_salt, a.personal_digest, a.raw_sha256, \
-           a.leaf_hash, a.leaf_index as stored_index, x.raw, x.mac, \
+           a.leaf_hash, a.leaf_index as stored_index, a.sealed_in, x.raw, x.mac, \
            coalesce(x.activity_timestamp, x.received_at) as fallback_time, \
            x.webhook as activity_webhook \
     from audit_log a left join activities x using (event_id) order by a.leaf_index";
@@ -131,21 +133,28 @@ fn hash(bytes: &Option<Vec<u8>>) -> Option<Hash> {
 
 /// Checks the whole log.
 pub async fn verify(pool: &PgPool, options: &VerifyOptions<'_>) -> Result<Report, sqlx::Error> {
-    let rows: Vec<Row> = sqlx::query_as(ROWS).fetch_all(pool).await?;
+    // One snapshot for all three reads: a seal committing in between would otherwise look
+    // like deleted entries.
+    let mut tx = pool.begin().await?;
+    sqlx::query("set transaction isolation level repeatable read read only")
+        .execute(&mut *tx)
+        .await?;
+    let rows: Vec<Row> = sqlx::query_as(ROWS).fetch_all(&mut *tx).await?;
     let tree_size: i64 = sqlx::query_scalar("select size from audit_tree")
-        .fetch_one(pool)
+        .fetch_one(&mut *tx)
         .await?;
     let checkpoints: Vec<(i64, Vec<u8>, String)> =
         sqlx::query_as("select size, root, note from audit_checkpoints order by size")
-            .fetch_all(pool)
+            .fetch_all(&mut *tx)
             .await?;
+    tx.commit().await?;
     let mut report = Report {
         entries: rows.len() as u64,
         tree_size: tree_size as u64,
         ..Default::default()
     };
-    let leaves = check_leaves(&rows, tree_size, &mut report);
-    check_checkpoints(&leaves, &checkpoints, options.verifier, &mut report);
+    let leaves = check_leaves(&rows, tree_size, &checkpoints, &mut report);
+    check_checkpoints(&leaves, &checkpoints, options, &mut report);
     check_saved(&leaves, options, &mut report);
     if options.evidence {
         check_evidence(&rows, options.webhooks, &mut report);
@@ -154,19 +163,40 @@ pub async fn verify(pool: &PgPool, options: &VerifyOptions<'_>) -> Result<Report
 }
 
 /// Every sealed entry's leaf, recomputed from what is stored; `None` for a missing index.
-fn check_leaves(rows: &[Row], tree_size: i64, report: &mut Report) -> Vec<Option<Hash>> {
-    let by_index: BTreeMap<i64, &Row> = rows
-        .iter()
-        .filter_map(|r| Some((r.stored_index?, r)))
-        .collect();
-    report.sealed = by_index.len() as u64;
+fn check_leaves(
+    rows: &[Row],
+    tree_size: i64,
+    checkpoints: &[(i64, Vec<u8>, String)],
+    report: &mut Report,
+) -> Vec<Option<Hash>> {
+    let sizes: Vec<i64> = checkpoints.iter().map(|c| c.0).collect();
+    let mut by_index: BTreeMap<i64, &Row> = BTreeMap::new();
+    for row in rows.iter().filter(|r| r.stored_index.is_some()) {
+        report.sealed += 1;
+        let i = row.stored_index.unwrap_or_default();
+        let mut modified = |detail: &str| {
+            let (event_id, detail) = (row.entry.event_id, detail.to_string());
+            report.problems.push(Problem::Modified {
+                event_id,
+                leaf_index: i,
+                detail,
+            });
+        };
+        if !(0..tree_size).contains(&i) {
+            modified("its leaf index lies outside the tree");
+        } else if by_index.insert(i, row).is_some() {
+            modified("another entry claims the same leaf index");
+        }
+        if !row
+            .entry
+            .sealed_in
+            .is_some_and(|s| s > i && sizes.contains(&s))
+        {
+            modified("its seal names no checkpoint that covers it");
+        }
+    }
     report.pending = report.entries - report.sealed;
-    let last = by_index
-        .keys()
-        .next_back()
-        .map_or(0, |i| i + 1)
-        .max(tree_size);
-    (0..last)
+    (0..tree_size)
         .map(|i| match by_index.get(&i) {
             None => {
                 report.problems.push(Problem::Missing { leaf_index: i });
@@ -189,20 +219,19 @@ fn recompute(row: &Row, index: i64, report: &mut Report) -> Hash {
         });
     };
     let personal = hash(&row.personal_digest).unwrap_or_default();
-    if let Some(salt) = row
+    let fields = PersonalFields {
+        actor_name: e.actor_name.as_deref(),
+        actor_aad_object_id: e.actor_aad_object_id.as_deref(),
+        changes: &e.changes,
+        message: &e.message,
+    };
+    // The sealer always writes a salt: a sealed entry without one was tampered with.
+    let salt = row
         .personal_salt
         .as_deref()
-        .and_then(|s| <[u8; 16]>::try_from(s).ok())
-    {
-        let fields = PersonalFields {
-            actor_name: e.actor_name.as_deref(),
-            actor_aad_object_id: e.actor_aad_object_id.as_deref(),
-            changes: &e.changes,
-            message: &e.message,
-        };
-        if personal_digest(&salt, &fields) != personal {
-            modified("its names, changes or message differ from what was sealed");
-        }
+        .and_then(|s| <[u8; 16]>::try_from(s).ok());
+    if salt.map(|s| personal_digest(&s, &fields)) != Some(personal) {
+        modified("its names, changes or message differ from what was sealed");
     }
     let raw_sha256 = hash(&row.raw_sha256);
     if let (Some(raw), Some(sealed)) = (&row.raw, raw_sha256) {
@@ -234,9 +263,10 @@ fn recompute(row: &Row, index: i64, report: &mut Report) -> Hash {
 fn check_checkpoints(
     leaves: &[Option<Hash>],
     checkpoints: &[(i64, Vec<u8>, String)],
-    verifier: &NoteVerifier,
+    options: &VerifyOptions<'_>,
     report: &mut Report,
 ) {
+    let verifier = options.verifier;
     let mut frontier = Frontier::default();
     let mut complete = true;
     let total = leaves.len() as i64;
@@ -260,6 +290,10 @@ fn check_checkpoints(
         };
         if checkpoint.size != *size as u64 || checkpoint.root[..] != stored_root[..] {
             problem("its row differs from its signed note".into());
+        }
+        if checkpoint.origin != options.origin {
+            let (got, want) = (&checkpoint.origin, options.origin);
+            problem(format!("it names the log {got:?}, not {want:?}"));
         }
         while complete && (frontier.size() as i64) < *size {
             match leaves.next() {
@@ -344,11 +378,18 @@ fn check_evidence(rows: &[Row], webhooks: &[Webhook], report: &mut Report) {
             report.problems.push(Problem::Evidence { event_id, detail });
         };
         let webhook = row.activity_webhook.as_deref().unwrap_or_default();
-        if let (Some(w), Some(mac)) = (keys.get(webhook), &row.mac) {
-            report.hmac_checked += 1;
-            if w.keys.verify_mac(mac, raw).is_err() {
-                evidence("its activity's bytes do not carry a valid Teams signature");
+        match (keys.get(webhook), &row.mac) {
+            (Some(w), Some(mac)) => {
+                report.hmac_checked += 1;
+                if w.keys.verify_mac(mac, raw).is_err() {
+                    evidence("its activity's bytes do not carry a valid Teams signature");
+                }
             }
+            // Unverifiable is not verified: an activity forged with no MAC must not pass.
+            (_, None) => evidence("its activity carries no stored Teams MAC to check"),
+            (None, _) => evidence(&format!(
+                "webhook {webhook:?} has no key here (TEAMS_WEBHOOKS) to check its MAC"
+            )),
         }
         let derived =
             AuditEntry::derive(e.event_id, webhook, raw, row.fallback_time, e.recorded_at);

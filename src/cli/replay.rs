@@ -34,6 +34,9 @@ pub struct ReplayArgs {
     /// Count what would be queued; change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Every stored activity (needed when no other filter is given).
+    #[arg(long)]
+    pub all: bool,
 }
 
 fn time(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
@@ -42,6 +45,13 @@ fn time(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
 
 /// Queues the matching activities and prints how many.
 pub async fn run(args: ReplayArgs, config: &Config) -> anyhow::Result<ExitCode> {
+    let unfiltered = args.since.is_none()
+        && args.until.is_none()
+        && args.webhook.is_none()
+        && args.event_ids.is_empty();
+    if unfiltered && !args.all && !args.dead {
+        anyhow::bail!("replay needs a filter (--since, --until, --webhook, --event-id) or --all");
+    }
     let pool = db::prepare(config).await?;
     if !args.dry_run {
         // A deleted stream is the usual reason to replay: create it (left as it is if present).

@@ -174,6 +174,7 @@ async fn verify_inner(args: VerifyArgs, config_file: Option<&Path>) -> anyhow::R
     let pool = db::connect(&config)?;
     let options = verify::VerifyOptions {
         verifier: &verifier,
+        origin: &config.audit_log_origin,
         evidence: args.evidence,
         webhooks: &config.webhooks,
         saved,

@@ -233,9 +233,12 @@ impl Checkpoint {
         let mut lines = text.lines();
         let mut next = |what| lines.next().ok_or(NoteError::BadCheckpoint(what));
         let origin = next("no origin")?.to_string();
-        let size = next("no size")?
-            .parse()
-            .map_err(|_| NoteError::BadCheckpoint("size"))?;
+        let size = next("no size")?;
+        let canonical = !size.is_empty() && size.bytes().all(|b| b.is_ascii_digit());
+        if !canonical || (size.len() > 1 && size.starts_with('0')) || text.contains('\r') {
+            return Err(NoteError::BadCheckpoint("size"));
+        }
+        let size = size.parse().map_err(|_| NoteError::BadCheckpoint("size"))?;
         let root = STANDARD.decode(next("no root")?).ok();
         let root = root.and_then(|r| r.try_into().ok());
         let root = root.ok_or(NoteError::BadCheckpoint("root"))?;

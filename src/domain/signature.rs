@@ -109,6 +109,11 @@ impl KeyRing {
     }
 }
 
+/// The MAC of an `Authorization: HMAC <base64>` header, before any body is read.
+pub fn parse_authorization(authorization: Option<&[u8]>) -> Result<[u8; 32], SignatureError> {
+    parse_header(authorization.ok_or(SignatureError::Missing)?)
+}
+
 /// The security token of Microsoft's documented example (the `contoso` test vector): public,
 /// so anyone can sign with it. `serve` refuses it unless `DEV_MODE=1`.
 pub const DOCUMENTED_TEST_TOKEN: &str = "vqF0En+Z0ucuRTM/01o2GuhMH3hKKk/N2bOmlM31zaA=";

@@ -48,6 +48,9 @@ pub trait Probe: Send + Sync + 'static {
 /// How often the checks run; `/readyz` fails when their latest result is three times older.
 const PROBE_EVERY: Duration = Duration::from_secs(1);
 
+/// How long one warning's check may take.
+const CHECK_WITHIN: Duration = Duration::from_millis(500);
+
 /// The latest result of the checks, shared by every request.
 #[derive(Clone)]
 pub struct Health(watch::Receiver<(Instant, Readiness)>);
@@ -109,11 +112,19 @@ impl Probe for Dependencies {
                 Err(_) => r.problems.push("postgres: no answer within 1 s".into()),
             }
             let nats = self.nats.connection_state();
+            // Bounded: a stalled JetStream must not stall the checks (and with them
+            // readiness), since NATS trouble is only a warning.
+            let stream = self.js.get_stream_no_info(&self.stream_name);
             if nats != async_nats::connection::State::Connected {
-                r.warnings
-                    .push(format!("nats: {nats}; publishing waits in the outbox"));
-            } else if let Err(e) = self.js.get_stream_no_info(&self.stream_name).await {
-                r.warnings.push(format!("stream {}: {e}", self.stream_name));
+                let waits = format!("nats: {nats}; publishing waits in the outbox");
+                r.warnings.push(waits);
+            } else {
+                let name = &self.stream_name;
+                match tokio::time::timeout(CHECK_WITHIN, stream).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => r.warnings.push(format!("stream {name}: {e}")),
+                    Err(_) => r.warnings.push(format!("stream {name}: no answer")),
+                }
             }
             r
         })
@@ -123,7 +134,8 @@ impl Probe for Dependencies {
 impl Dependencies {
     /// The backlog and the dead rows, as warnings.
     async fn outbox(&self, r: &mut Readiness) {
-        if let Ok((n, age)) = relay::backlog(&self.pool).await {
+        let backlog = tokio::time::timeout(CHECK_WITHIN, relay::backlog(&self.pool)).await;
+        if let Ok(Ok((n, age))) = backlog {
             if age > self.max_outbox_age.as_secs_f64() {
                 r.warnings.push(format!(
                     "outbox: oldest unpublished entry is {age:.0} s old"
@@ -132,7 +144,8 @@ impl Dependencies {
             (r.outbox_backlog, r.outbox_oldest_seconds) = (Some(n), (n > 0).then_some(age));
         }
         let dead = sqlx::query_scalar::<_, i64>("select count(*) from outbox_dead");
-        if let Ok(n @ 1..) = dead.fetch_one(&self.pool).await {
+        let dead = tokio::time::timeout(CHECK_WITHIN, dead.fetch_one(&self.pool)).await;
+        if let Ok(Ok(n @ 1..)) = dead {
             r.warnings.push(format!(
                 "outbox_dead: {n} rows JetStream refused (see `teams-bridge replay --dead`)"
             ));

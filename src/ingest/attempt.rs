@@ -5,13 +5,13 @@
 //!   deadline of its batch, and the client gives up at the same time: up to COMMIT, giving up
 //!   means rolling back, and the answer is "not stored";
 //! - once COMMIT is sent, only Postgres knows. If its answer does not come (a stalled or
-//!   broken connection), the outcome is looked up on another connection; if even that cannot
-//!   tell, the answer is "unknown", never "not stored".
+//!   broken connection), the transaction's status is asked on another connection
+//!   (`pg_xact_status`): committed, aborted, or still in progress; anything but a definite
+//!   "aborted" is "unknown", never "not stored" (a row merely absent could still be committing).
 
 use std::time::{Duration, Instant};
 
 use sqlx::PgPool;
-use uuid::Uuid;
 
 use super::{
     committer::StoreError,
@@ -42,15 +42,17 @@ pub(crate) async fn attempt(pool: &PgPool, batch: &[&NewActivity], deadline: Ins
     };
     let statement = async {
         let mut tx = pool.begin().await?;
-        sqlx::query("select set_config('statement_timeout', $1, true)")
-            .bind(limit.as_millis().max(1).to_string())
-            .execute(&mut *tx)
-            .await?;
+        let xid: String = sqlx::query_scalar(
+            "select pg_current_xact_id()::text from set_config('statement_timeout', $1, true)",
+        )
+        .bind(limit.as_millis().max(1).to_string())
+        .fetch_one(&mut *tx)
+        .await?;
         let inserted = insert_batch(&mut tx, batch).await?;
-        Ok::<_, sqlx::Error>((tx, inserted))
+        Ok::<_, sqlx::Error>((tx, inserted, xid))
     };
     // Dropping the transaction before COMMIT rolls it back: not stored.
-    let (tx, inserted) = match tokio::time::timeout(limit, statement).await {
+    let (tx, inserted, xid) = match tokio::time::timeout(limit, statement).await {
         Err(_) => return Attempt::NotStored(StoreError::Unavailable("timed out".into())),
         Ok(Err(e)) => return Attempt::NotStored(classify(e)),
         Ok(Ok(done)) => done,
@@ -58,37 +60,34 @@ pub(crate) async fn attempt(pool: &PgPool, batch: &[&NewActivity], deadline: Ins
     match tokio::time::timeout(COMMIT_RESERVE + LOOKUP_FOR, tx.commit()).await {
         Ok(Ok(())) => Attempt::Committed(inserted),
         Ok(Err(e)) => {
-            tracing::warn!(error = %e, "COMMIT failed; looking its outcome up");
-            look_up(pool, inserted).await
+            tracing::warn!(error = %e, "COMMIT failed; asking for its outcome");
+            look_up(pool, inserted, &xid).await
         }
         Err(_) => {
-            tracing::warn!("COMMIT unanswered; looking its outcome up");
-            look_up(pool, inserted).await
+            tracing::warn!("COMMIT unanswered; asking for its outcome");
+            look_up(pool, inserted, &xid).await
         }
     }
 }
 
-/// After an unanswered COMMIT: the new rows are there (committed) or not (rolled back).
-async fn look_up(pool: &PgPool, inserted: Inserted) -> Attempt {
-    let new: Vec<Uuid> = inserted
+/// After an unanswered COMMIT: the transaction's status, asked on another connection.
+async fn look_up(pool: &PgPool, inserted: Inserted, xid: &str) -> Attempt {
+    // All repeats: nothing new was written, whatever became of the COMMIT.
+    if !inserted
         .outcomes
         .iter()
-        .filter_map(|o| match o {
-            Stored::New(id) => Some(*id),
-            Stored::Duplicate { .. } => None,
-        })
-        .collect();
-    // All repeats: nothing new was written, whatever became of the COMMIT.
-    let Some(&probe) = new.first() else {
+        .any(|o| matches!(o, Stored::New(_)))
+    {
         return Attempt::Committed(inserted);
-    };
-    let query = sqlx::query_scalar::<_, bool>(
-        "select exists (select 1 from activities where event_id = $1)",
-    )
-    .bind(probe);
-    match tokio::time::timeout(LOOKUP_FOR, query.fetch_one(pool)).await {
-        Ok(Ok(true)) => Attempt::Committed(inserted),
-        Ok(Ok(false)) => Attempt::NotStored(StoreError::Unavailable("COMMIT failed".into())),
+    }
+    let status = sqlx::query_scalar::<_, Option<String>>("select pg_xact_status($1::xid8)")
+        .bind(xid)
+        .fetch_one(pool);
+    match tokio::time::timeout(LOOKUP_FOR, status).await {
+        Ok(Ok(Some(s))) if s == "committed" => Attempt::Committed(inserted),
+        Ok(Ok(Some(s))) if s == "aborted" => {
+            Attempt::NotStored(StoreError::Unavailable("COMMIT failed".into()))
+        }
         _ => Attempt::Unknown,
     }
 }

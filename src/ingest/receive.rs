@@ -15,7 +15,11 @@ use uuid::Uuid;
 use super::{IngestError, NewActivity, Store, StoreError, Stored};
 use crate::{
     config::Config,
-    domain::{activity::Activity, reply::Reply, signature::KeyRing},
+    domain::{
+        activity::Activity,
+        reply::Reply,
+        signature::{self, KeyRing},
+    },
 };
 
 /// A webhook as the handler needs it.
@@ -101,11 +105,13 @@ impl Ingest {
             .try_acquire()
             .map_err(|_| IngestError::Overloaded)?;
         let webhook = self.webhooks.get(name).ok_or(IngestError::UnknownWebhook)?;
+        // A request without a well-formed signature is refused before its body is read.
+        let mac = signature::parse_authorization(authorization)?;
         let body = body.await?;
-        if authorization.is_some() && body.is_empty() {
+        if body.is_empty() {
             return Err(IngestError::EmptyBody);
         }
-        let mac = webhook.keys.verify(authorization, &body)?;
+        webhook.keys.verify_mac(&mac, &body)?;
         let activity = Activity::parse(&body)?;
         let text = activity.text.clone();
         let new = NewActivity {

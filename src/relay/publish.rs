@@ -37,16 +37,15 @@ impl Failure {
         Self::new(event_id, e, refused)
     }
 
-    /// A message sent but not acknowledged: refused when JetStream answered with an error;
-    /// a timeout, a lost connection or no stream (deleted: an operator's fix) is not.
+    /// A message sent but not acknowledged: refused only when JetStream said this message
+    /// can never be taken (over its maximum size). Everything else (a timeout, a lost
+    /// connection, no stream, storage or quorum trouble) passes, so it is retried for ever.
     fn unacknowledged(event_id: Uuid, e: &PublishError) -> Self {
-        let refused = matches!(
-            e.kind(),
-            PublishErrorKind::Other
-                | PublishErrorKind::MaxPayloadExceeded
-                | PublishErrorKind::WrongLastMessageId
-                | PublishErrorKind::WrongLastSequence
-        );
+        use async_nats::jetstream::{Error as JsError, ErrorCode};
+        let code = std::error::Error::source(e).and_then(|s| s.downcast_ref::<JsError>());
+        let too_big =
+            code.is_some_and(|c| c.error_code() == ErrorCode::STREAM_MESSAGE_EXCEEDS_MAXIMUM);
+        let refused = too_big || matches!(e.kind(), PublishErrorKind::MaxPayloadExceeded);
         Self::new(event_id, e, refused)
     }
 
@@ -143,10 +142,11 @@ pub(crate) async fn settle(
     };
     let ids: Vec<Uuid> = failed.iter().map(|f| f.event_id).collect();
     let refused: Vec<bool> = failed.iter().map(|f| f.refused).collect();
+    let errors: Vec<&str> = failed.iter().map(|f| f.error.as_str()).collect();
     sqlx::query(RETRY_LATER)
         .bind(&ids)
         .bind(&refused)
-        .bind(&first.error)
+        .bind(&errors)
         .execute(&mut *conn)
         .await?;
     metrics::counter!("teams_bridge_publish_errors_total").increment(failed.len() as u64);
@@ -181,11 +181,11 @@ async fn give_up(
 /// Every failure is an attempt; a refusal also counts towards `outbox_dead` and defers the
 /// row's next attempt by 2^refusals seconds, at most 5 min.
 const RETRY_LATER: &str = "\
-    update outbox o set attempts = attempts + 1, last_error = $3, \
+    update outbox o set attempts = attempts + 1, last_error = f.error, \
         refusals = refusals + f.refused::int, \
         not_before = case when f.refused then now() + least( \
             interval '1 second' * power(2, least(refusals + 1, 20)), interval '5 minutes') end \
-    from unnest($1::uuid[], $2::bool[]) as f(event_id, refused) \
+    from unnest($1::uuid[], $2::bool[], $3::text[]) as f(event_id, refused, error) \
     where o.event_id = f.event_id";
 
 /// Rows out of attempts leave the outbox for `outbox_dead`, in one statement.

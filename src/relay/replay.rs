@@ -44,9 +44,12 @@ pub async fn replay(
         (true, true) => format!(
             "select count(*) from outbox_dead d join activities a using (event_id) where {MATCHING}"
         ),
+        // Rows queued again leave `outbox_dead`: they get a fresh count of refusals.
         (false, false) => format!(
             "with queued as (insert into outbox (event_id) select a.event_id from activities a \
-             where {MATCHING} order by a.event_id on conflict (event_id) do nothing returning 1) \
+             where {MATCHING} order by a.event_id on conflict (event_id) do nothing \
+             returning event_id), \
+             cleared as (delete from outbox_dead where event_id in (select event_id from queued)) \
              select count(*) from queued"
         ),
         (true, false) => format!(

@@ -426,11 +426,14 @@ async fn replay_refills_a_deleted_stream_with_one_message_per_activity() {
         String::from_utf8(out.stdout).unwrap()
     };
     assert_eq!(
-        run(&["--dry-run"]).trim(),
+        run(&["--all", "--dry-run"]).trim(),
         "would queue 12 activities (dry run: nothing changed)"
     );
     assert_eq!(app.outbox_count().await, 0, "a dry run changes nothing");
-    assert_eq!(run(&[]).trim(), "queued 12 activities for publishing");
+    assert_eq!(
+        run(&["--all"]).trim(),
+        "queued 12 activities for publishing"
+    );
     app.wait_outbox_empty(Duration::from_secs(15)).await;
     assert_eq!(app.stream_messages().await, 12);
     // Again: the repeats are inside the duplicate window and JetStream drops them.

@@ -84,6 +84,7 @@ impl Sealed {
             .env_clear()
             .env("DATABASE_URL", self.app.config.database_url.expose())
             .env("AUDIT_SIGNING_KEY_FILE", self.key())
+            .env("AUDIT_LOG_ORIGIN", "teams-bridge.test/hr-audit")
             .env("TEAMS_WEBHOOKS", format!("contoso={CONTOSO_TOKEN}"))
             .output()
             .unwrap();
