@@ -45,22 +45,7 @@ impl Application {
         let pool = db::prepare(&config).await?;
         let nats = nats::connect(&config).await?;
         let js = nats::context(nats.clone());
-        // The stream is usually there within milliseconds; if NATS is down the relay keeps
-        // trying, and requests are stored and answered meanwhile.
-        let ensure =
-            tokio::time::timeout(Duration::from_secs(2), nats::ensure_stream(&js, &config));
-        match ensure.await {
-            // Now the server's max_payload is known: a body that could never be published
-            // must be refused at the door, not found in the outbox later.
-            Ok(Ok(())) => nats::check_max_payload(&nats, &config)
-                .transpose()
-                .map(drop)?,
-            Ok(Err(e)) => {
-                let error = format!("{e:#}");
-                tracing::warn!(%error, "stream not ready yet; the relay will retry")
-            }
-            Err(_) => tracing::warn!("NATS not reachable yet; the relay will retry"),
-        }
+        stream_at_start(&nats, &js, &config).await?;
         let handoff = Arc::new(Handoff::default());
         // At most this many commits at once (each holds a pool connection); see
         // ingest/committer.rs for when a second one starts.
@@ -217,6 +202,29 @@ async fn tls_acceptor(
     let mut server = (*loaded.get_inner()).clone();
     server.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(server)))
+}
+
+/// Makes sure of the stream at start, briefly: it is usually there within milliseconds, and
+/// if NATS is down the relay keeps trying while requests are stored and answered meanwhile.
+/// When NATS answers, its `max_payload` is known: a body that could never be published is
+/// refused at the door rather than found in the outbox later.
+async fn stream_at_start(
+    client: &async_nats::Client,
+    js: &async_nats::jetstream::Context,
+    config: &Config,
+) -> anyhow::Result<()> {
+    let ensure = tokio::time::timeout(Duration::from_secs(2), nats::ensure_stream(js, config));
+    match ensure.await {
+        Ok(Ok(())) => nats::check_max_payload(client, config)
+            .transpose()
+            .map(drop)?,
+        Ok(Err(e)) => {
+            let error = format!("{e:#}");
+            tracing::warn!(%error, "stream not ready yet; the relay will retry")
+        }
+        Err(_) => tracing::warn!("NATS not reachable yet; the relay will retry"),
+    }
+    Ok(())
 }
 
 fn bind(setting: &str, addr: SocketAddr) -> anyhow::Result<std::net::TcpListener> {

@@ -256,19 +256,33 @@ fn decode_hash(s: &str) -> Option<Hash> {
     STANDARD.decode(s).ok()?.try_into().ok()
 }
 
-/// Everything wrong with one bundled entry.
+/// Everything wrong with one bundled entry: its leaf, then its activity.
 fn check_entry(
     b: &BundledEntry,
     checkpoint: &Checkpoint,
     webhook_key: Option<&KeyRing>,
     hmac_checked: &mut u64,
 ) -> Vec<String> {
+    let raw = b
+        .activity
+        .as_ref()
+        .and_then(|a| STANDARD.decode(&a.raw).ok());
+    let mut problems = check_leaf(b, raw.as_deref(), checkpoint);
+    match (&b.activity, raw) {
+        (Some(activity), Some(raw)) => {
+            problems.extend(check_activity(b, activity, &raw, webhook_key, hmac_checked))
+        }
+        _ => problems.push("no activity: it was not received from Teams".into()),
+    }
+    problems
+}
+
+/// The leaf recomputed from the bundled fields and bytes, and proven included.
+fn check_leaf(b: &BundledEntry, raw: Option<&[u8]>, checkpoint: &Checkpoint) -> Vec<String> {
     let mut problems = Vec::new();
     let e = &b.entry;
-    let salt: Option<[u8; 16]> = STANDARD
-        .decode(&b.personal_salt)
-        .ok()
-        .and_then(|s| s.try_into().ok());
+    let salt = STANDARD.decode(&b.personal_salt).ok();
+    let salt: Option<[u8; 16]> = salt.and_then(|s| s.try_into().ok());
     let digest = decode_hash(&b.personal_digest).unwrap_or_default();
     let fields = PersonalFields {
         actor_name: e.actor_name.as_deref(),
@@ -280,11 +294,7 @@ fn check_entry(
         problems.push("its names, changes or message differ from their sealed digest".into());
     }
     let raw_sha256 = b.raw_sha256.as_deref().and_then(decode_hash);
-    let raw = b
-        .activity
-        .as_ref()
-        .and_then(|a| STANDARD.decode(&a.raw).ok());
-    if raw.as_deref().map(sha256) != raw_sha256 {
+    if raw.map(sha256) != raw_sha256 {
         problems.push("its activity's bytes are not the sealed ones".into());
     }
     let value = leaf_value(&LeafFields {
@@ -301,23 +311,25 @@ fn check_entry(
         personal_digest: &digest,
     });
     let path: Option<Vec<Hash>> = b.inclusion_proof.iter().map(|h| decode_hash(h)).collect();
-    let included = path.is_some_and(|p| {
-        verify_inclusion(&checkpoint.root, checkpoint.size, b.leaf_index, &value, &p)
-    });
-    if !included {
+    let (root, size, index) = (&checkpoint.root, checkpoint.size, b.leaf_index);
+    if !path.is_some_and(|p| verify_inclusion(root, size, index, &value, &p)) {
         problems.push("its leaf is not proven included in the checkpoint".into());
     }
-    let (Some(activity), Some(raw)) = (&b.activity, raw) else {
-        problems.push("no activity: it was not received from Teams".into());
-        return problems;
-    };
-    let derived = AuditEntry::derive(
-        e.event_id,
-        &activity.webhook,
-        &raw,
-        Some(activity.fallback_time),
-        e.recorded_at,
-    );
+    problems
+}
+
+/// The entry re-derived from its activity, and (with a key) the activity's Teams HMAC.
+fn check_activity(
+    b: &BundledEntry,
+    activity: &BundledActivity,
+    raw: &[u8],
+    webhook_key: Option<&KeyRing>,
+    hmac_checked: &mut u64,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    let e = &b.entry;
+    let at = Some(activity.fallback_time);
+    let derived = AuditEntry::derive(e.event_id, &activity.webhook, raw, at, e.recorded_at);
     if !derived.is_ok_and(|d| d.says_the_same_as(e)) {
         problems.push("it differs from what its activity says".into());
     }
@@ -327,9 +339,9 @@ fn check_entry(
             .mac
             .as_deref()
             .and_then(|m| STANDARD.decode(m).ok());
-        if mac.is_none_or(|m| ring.verify_mac(&m, &raw).is_err()) {
-            problems
-                .push("its activity does not carry a valid Teams signature for this key".into());
+        if mac.is_none_or(|m| ring.verify_mac(&m, raw).is_err()) {
+            let why = "its activity does not carry a valid Teams signature for this key";
+            problems.push(why.into());
         }
     }
     problems
