@@ -120,6 +120,36 @@ pub struct Delivery {
     pub shown: String,
     /// Time from send to the full reply.
     pub latency: Duration,
+    /// The reply's cards, as the lines Teams shows.
+    pub card: Vec<String>,
+}
+
+/// Each card of a reply as the lines Teams shows (facts as `title: value`), unescaped.
+fn card_lines(reply: &serde_json::Value) -> Vec<String> {
+    let mut out = Vec::new();
+    let unescape = |s: &str| {
+        let mut chars = s.chars().peekable();
+        let mut plain = String::with_capacity(s.len());
+        while let Some(c) = chars.next() {
+            match (c, chars.peek()) {
+                ('\\', Some(n)) if n.is_ascii_punctuation() => {}
+                _ => plain.push(c),
+            }
+        }
+        plain
+    };
+    let cards = reply["attachments"].as_array().into_iter().flatten();
+    for element in cards.flat_map(|a| a["content"]["body"].as_array().into_iter().flatten()) {
+        if let Some(text) = element["text"].as_str() {
+            out.push(format!("  | {}", unescape(text)));
+        }
+        for fact in element["facts"].as_array().into_iter().flatten() {
+            let (title, value) = (fact["title"].as_str(), fact["value"].as_str());
+            let (title, value) = (title.unwrap_or_default(), value.unwrap_or_default());
+            out.push(format!("  |   {}: {}", unescape(title), unescape(value)));
+        }
+    }
+    out
 }
 
 /// Signs `body` with `secret` and posts it to `url`.
@@ -143,14 +173,19 @@ pub async fn deliver(
     let text = resp.text().await.unwrap_or_default();
     let latency = started.elapsed();
     let shown = match serde_json::from_str::<serde_json::Value>(&text) {
-        Ok(v) if status == 200 => v["text"].as_str().map(str::to_owned).unwrap_or(text),
+        Ok(v) if status == 200 => v["text"]
+            .as_str()
+            .map(str::to_owned)
+            .unwrap_or(text.clone()),
         // What Teams itself shows when a webhook fails or is too slow.
         _ => format!("Sorry, there was a problem encountered with your request ({status}: {text})"),
     };
+    let card = serde_json::from_str(&text).map_or(Vec::new(), |v| card_lines(&v));
     Ok(Delivery {
         status,
         shown,
         latency,
+        card,
     })
 }
 
@@ -207,6 +242,7 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<ExitCode> {
         let label = if attempt == 0 { "reply" } else { "repeat" };
         let ms = d.latency.as_secs_f64() * 1e3;
         println!("{label}: {} ({} in {ms:.1} ms)", d.shown, d.status);
+        d.card.iter().for_each(|line| println!("{line}"));
         ok &= d.status == 200;
     }
     Ok(if ok {

@@ -52,6 +52,9 @@ settings! {
     /// `name=security_token` pairs, comma-separated; repeat a name to give it a key ring
     /// (required by `serve`; in the file, `[[webhook]]` tables)
     webhooks: Vec<Webhook> = "TEAMS_WEBHOOKS", None, webhook::webhooks;
+    /// `card`: a recorded operation is answered with an Adaptive Card (and the same receipt as
+    /// text); `text`: text only
+    reply_format: ReplyFormat = "REPLY_FORMAT", Some("card"), required(ReplyFormat::from_str);
     /// time a webhook request may take before it is answered 503 (Teams waits 5 s); 1–4999
     reply_budget: Duration = "REPLY_BUDGET_MS", Some("4000"), required(parse::reply_budget);
     /// largest request body; larger gets 413 (a declared `Content-Length` over it, before the
@@ -133,6 +136,26 @@ pub fn markdown_table() -> String {
         "| variable | default | meaning |\n|---|---|---|\n{}\n",
         rows.join("\n")
     )
+}
+
+/// How webhook requests are answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplyFormat {
+    /// An Adaptive Card for recorded operations, with the receipt as text too.
+    Card,
+    /// Text only.
+    Text,
+}
+
+impl FromStr for ReplyFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "card" => Ok(Self::Card),
+            "text" => Ok(Self::Text),
+            _ => Err("expected `card` or `text`".into()),
+        }
+    }
 }
 
 /// How log lines are written.

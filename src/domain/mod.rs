@@ -3,6 +3,7 @@
 
 pub mod activity;
 pub mod audit_leaf;
+pub mod card;
 pub mod event;
 pub mod hr_command;
 pub mod markup;

@@ -68,6 +68,10 @@ pub enum Stored {
         event_id: Uuid,
         /// The original's text.
         text: Option<String>,
+        /// The original's sender name.
+        sender_name: Option<String>,
+        /// The original's timestamp.
+        at: Option<DateTime<Utc>>,
     },
 }
 
@@ -103,7 +107,7 @@ insert into outbox (event_id) select event_id from inserted returning event_id, 
 "#;
 
 const EXISTING: &str = r#"
-select a.webhook, a.activity_id, a.event_id, a.text
+select a.webhook, a.activity_id, a.event_id, a.text, a.sender_name, a.activity_timestamp
 from unnest($1::text[], $2::text[]) as k(webhook, activity_id)
 join activities a on a.webhook = k.webhook and a.activity_id = k.activity_id
 "#;
@@ -175,27 +179,38 @@ async fn with_repeats(
         .filter(|a| !inserted.contains(&a.event_id))
         .map(|a| (&*a.webhook, a.activity.id.as_deref()))
         .unzip();
-    let existing: Vec<(String, String, Uuid, Option<String>)> = sqlx::query_as(EXISTING)
+    let existing: Vec<Original> = sqlx::query_as(EXISTING)
         .bind(&hooks)
         .bind(&ids)
         .fetch_all(conn)
         .await?;
-    let existing: HashMap<(&str, &str), (Uuid, &Option<String>)> = existing
+    let existing: HashMap<(&str, &str), &Original> = existing
         .iter()
-        .map(|(w, a, e, text)| ((w.as_str(), a.as_str()), (*e, text)))
+        .map(|o| ((o.webhook.as_str(), o.activity_id.as_str()), o))
         .collect();
     let stored = |a: &&NewActivity| {
         if inserted.contains(&a.event_id) {
             return Ok(Stored::New(a.event_id));
         }
         let key = (&*a.webhook, a.activity.id.as_deref().unwrap_or_default());
-        let original = existing
-            .get(&key)
-            .map(|(event_id, text)| Stored::Duplicate {
-                event_id: *event_id,
-                text: (*text).clone(),
-            });
+        let original = existing.get(&key).map(|o| Stored::Duplicate {
+            event_id: o.event_id,
+            text: o.text.clone(),
+            sender_name: o.sender_name.clone(),
+            at: o.activity_timestamp,
+        });
         original.ok_or_else(|| sqlx::Error::Protocol("repeat without a stored original".into()))
     };
     batch.iter().map(stored).collect()
+}
+
+/// The stored original of a repeat.
+#[derive(sqlx::FromRow)]
+struct Original {
+    webhook: String,
+    activity_id: String,
+    event_id: Uuid,
+    text: Option<String>,
+    sender_name: Option<String>,
+    activity_timestamp: Option<DateTime<Utc>>,
 }

@@ -14,10 +14,10 @@ use uuid::Uuid;
 
 use super::{IngestError, NewActivity, Store, StoreError, Stored};
 use crate::{
-    config::Config,
+    config::{Config, ReplyFormat},
     domain::{
         activity::Activity,
-        reply::Reply,
+        reply::{Reply, Sender},
         signature::{self, KeyRing},
     },
 };
@@ -39,6 +39,7 @@ pub struct Ingest {
     store: Arc<dyn Store>,
     reply_budget: Duration,
     body_limit: usize,
+    reply_format: ReplyFormat,
 }
 
 /// A stored request's answer.
@@ -74,6 +75,7 @@ impl Ingest {
             store,
             reply_budget: config.reply_budget,
             body_limit: config.body_limit,
+            reply_format: config.reply_format,
         }
     }
 
@@ -113,7 +115,11 @@ impl Ingest {
         }
         webhook.keys.verify_mac(&mac, &body)?;
         let activity = Activity::parse(&body)?;
-        let text = activity.text.clone();
+        let (text, name, at) = (
+            activity.text.clone(),
+            activity.sender_name().map(str::to_owned),
+            activity.timestamp(),
+        );
         let new = NewActivity {
             event_id: Uuid::now_v7(),
             webhook: webhook.name.clone(),
@@ -123,13 +129,38 @@ impl Ingest {
             traceparent: Some(traceparent),
         };
         let stored = self.commit(new, started).await?;
-        // A repeat is answered from what was stored, whatever text it carries itself.
-        let text = match &stored {
-            Stored::New(_) => text.as_deref(),
-            Stored::Duplicate { text, .. } => text.as_deref(),
-        };
-        let reply = Reply::receipt(text, stored.event_id());
+        let reply = self.reply(
+            &stored,
+            text.as_deref(),
+            Sender {
+                name: name.as_deref(),
+                at,
+            },
+        );
         Ok(Receipt { stored, reply })
+    }
+
+    /// The receipt; a repeat is answered from what was stored, whatever it carries itself.
+    fn reply(&self, stored: &Stored, text: Option<&str>, sender: Sender<'_>) -> Reply {
+        let (text, sender) = match stored {
+            Stored::New(_) => (text, sender),
+            Stored::Duplicate {
+                text,
+                sender_name,
+                at,
+                ..
+            } => (
+                text.as_deref(),
+                Sender {
+                    name: sender_name.as_deref(),
+                    at: *at,
+                },
+            ),
+        };
+        match self.reply_format {
+            ReplyFormat::Card => Reply::receipt_card(text, sender, stored.event_id()),
+            ReplyFormat::Text => Reply::receipt(text, stored.event_id()),
+        }
     }
 
     /// Commits within the reply budget. The committer answers by the deadline with the

@@ -380,3 +380,80 @@ async fn the_request_trace_context_travels_on_the_published_message() {
     );
     app.stop().await;
 }
+
+/// Walks an action tree of a card: every action an outgoing webhook sends must be
+/// `Action.OpenUrl`.
+fn actions_are_open_url(v: &serde_json::Value) -> bool {
+    match v {
+        serde_json::Value::Object(m) => m.iter().all(|(k, v)| {
+            let ok = match (k.as_str(), v.as_str()) {
+                ("type", Some(t)) if t.starts_with("Action.") => t == "Action.OpenUrl",
+                _ => true,
+            };
+            ok && actions_are_open_url(v)
+        }),
+        serde_json::Value::Array(a) => a.iter().all(actions_are_open_url),
+        _ => true,
+    }
+}
+
+#[tokio::test]
+async fn every_reply_card_is_an_adaptive_card_1_4_with_open_url_actions_only_and_under_28_kb() {
+    let app = TestApp::spawn().await;
+    let many: String = (0..120)
+        .map(|i| format!(" f{i}=\"{}\"", "v".repeat(500)))
+        .collect();
+    let texts = [
+        r#"update employee E-1042 title="Senior Engineer" salary_band=7"#.to_string(),
+        "view employee E-1042".to_string(),
+        r#"create employee E-9 name="[click](http://evil.example) <at>Boss</at> **x**""#
+            .to_string(),
+        format!("update employee E-7{many}"),
+        "just chatting".to_string(),
+    ];
+    let mut bodies: Vec<Vec<u8>> = REQUEST_FIXTURES.iter().map(|f| fixture(f)).collect();
+    for (i, text) in texts.iter().enumerate() {
+        let activity = serde_json::json!({"type": "message", "id": format!("card-{i}"),
+            "text": format!("<at>HR</at> {text}"), "from": {"name": "Jane Doe"}});
+        bodies.push(serde_json::to_vec(&activity).unwrap());
+    }
+    let mut cards = 0;
+    for body in &bodies {
+        let r = app.post_signed("contoso", body).await;
+        assert_eq!(r.status(), 200);
+        let bytes = r.bytes().await.unwrap();
+        assert!(bytes.len() < 28 * 1024, "a reply of {} bytes", bytes.len());
+        let reply: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert!(
+            reply["text"].as_str().unwrap().contains("receipt"),
+            "{reply}"
+        );
+        for a in reply["attachments"].as_array().into_iter().flatten() {
+            cards += 1;
+            assert_eq!(a["contentType"], "application/vnd.microsoft.card.adaptive");
+            assert_eq!(a["content"]["version"], "1.4", "{a}");
+            assert!(actions_are_open_url(a), "{a}");
+            let shown = a.to_string();
+            assert!(
+                !shown.contains("[click](") && !shown.contains("<at>Boss"),
+                "{shown}"
+            );
+        }
+    }
+    assert_eq!(cards, 4, "one card per recorded operation; notes are text");
+    app.stop().await;
+
+    let text_only = TestApp::spawn_with(&[("REPLY_FORMAT", "text")]).await;
+    let r: serde_json::Value = text_only
+        .post_signed("contoso", &bodies[4])
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(r.get("attachments").is_none(), "{r}");
+    assert!(r["text"]
+        .as_str()
+        .unwrap()
+        .starts_with("Recorded UPDATE of employee E-1042"));
+    text_only.stop().await;
+}
