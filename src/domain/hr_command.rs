@@ -195,12 +195,24 @@ fn is_ident_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || c == '_'
 }
 
-/// Quotes user input for a hint, shortened so the reply stays one line.
+/// Quotes user input for a hint, shortened so the reply stays one line. The hint is shown
+/// in Teams as markdown: the characters that make links, mentions and formatting are
+/// escaped, so typed text is shown as typed.
 fn quote(s: &str) -> String {
     const MAX: usize = 32;
     let cut = s.char_indices().nth(MAX).map_or(s, |(i, _)| &s[..i]);
     let more = if cut.len() < s.len() { "…" } else { "" };
-    format!("\"{cut}{more}\"")
+    let mut shown = String::with_capacity(cut.len() + 2);
+    for c in cut.chars() {
+        if matches!(
+            c,
+            '[' | ']' | '(' | ')' | '*' | '_' | '`' | '<' | '>' | '\\' | '~' | '#'
+        ) {
+            shown.push('\\');
+        }
+        shown.push(c);
+    }
+    format!("\"{shown}{more}\"")
 }
 
 /// Splits off the first word; the rest keeps its leading whitespace.
@@ -536,6 +548,14 @@ mod tests {
         assert_eq!(h, r#"unexpected text after quoted value of "a""#);
         let h = hint("set employee E-1 a=x\"y\"");
         assert_eq!(h, r#"unexpected quote in value of "a""#);
+    }
+
+    #[test]
+    fn typed_markdown_in_a_hint_is_shown_as_typed() {
+        let h = hint("promote employee [x](http://e) band=1");
+        assert_eq!(h, r#"unknown verb "promote""#);
+        let h = hint("update employee E-1 [x](http://e)");
+        assert_eq!(h, r#"expected field=value, found "\[x\]\(http://e\)""#);
     }
 
     #[test]
