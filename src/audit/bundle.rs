@@ -15,7 +15,7 @@ use sqlx::PgPool;
 
 use super::AuditEntry;
 use crate::domain::{
-    audit_leaf::{leaf_value, personal_digest, sha256, LeafFields, PersonalFields},
+    audit_leaf::{personal_digest, sha256},
     merkle::{inclusion_proof, verify_inclusion, Hash},
     note::{Checkpoint, NoteVerifier},
     signature::KeyRing,
@@ -284,12 +284,7 @@ fn check_leaf(b: &BundledEntry, raw: Option<&[u8]>, checkpoint: &Checkpoint) -> 
     let salt = STANDARD.decode(&b.personal_salt).ok();
     let salt: Option<[u8; 16]> = salt.and_then(|s| s.try_into().ok());
     let digest = decode_hash(&b.personal_digest).unwrap_or_default();
-    let fields = PersonalFields {
-        actor_name: e.actor_name.as_deref(),
-        actor_aad_object_id: e.actor_aad_object_id.as_deref(),
-        changes: &e.changes,
-        message: &e.message,
-    };
+    let fields = e.personal_fields();
     if salt.map(|s| personal_digest(&s, &fields)) != Some(digest) {
         problems.push("its names, changes or message differ from their sealed digest".into());
     }
@@ -297,19 +292,7 @@ fn check_leaf(b: &BundledEntry, raw: Option<&[u8]>, checkpoint: &Checkpoint) -> 
     if raw.map(sha256) != raw_sha256 {
         problems.push("its activity's bytes are not the sealed ones".into());
     }
-    let value = leaf_value(&LeafFields {
-        event_id: e.event_id,
-        webhook: &e.webhook,
-        tenant_id: e.tenant_id.as_deref(),
-        team_id: e.team_id.as_deref(),
-        channel_id: e.channel_id.as_deref(),
-        operation: &e.operation,
-        entity: e.entity.as_deref(),
-        record_id: e.record_id.as_deref(),
-        activity_at: e.activity_at,
-        raw_sha256: raw_sha256.as_ref(),
-        personal_digest: &digest,
-    });
+    let value = e.leaf_value(raw_sha256.as_ref(), &digest);
     let path: Option<Vec<Hash>> = b.inclusion_proof.iter().map(|h| decode_hash(h)).collect();
     let (root, size, index) = (&checkpoint.root, checkpoint.size, b.leaf_index);
     if !path.is_some_and(|p| verify_inclusion(root, size, index, &value, &p)) {

@@ -5,7 +5,12 @@
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use uuid::Uuid;
 
-use crate::domain::{activity::Activity, hr_command};
+use crate::domain::{
+    activity::Activity,
+    audit_leaf::{self, LeafFields, PersonalFields},
+    hr_command,
+    merkle::Hash,
+};
 
 /// Why an activity makes no audit entry. Never worth a retry.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -101,6 +106,34 @@ impl AuditEntry {
             seal: None,
             leaf_index: None,
             sealed_in: None,
+        })
+    }
+
+    /// The personal fields, as the leaf's salted digest covers them.
+    pub fn personal_fields(&self) -> PersonalFields<'_> {
+        PersonalFields {
+            actor_name: self.actor_name.as_deref(),
+            actor_aad_object_id: self.actor_aad_object_id.as_deref(),
+            changes: &self.changes,
+            message: &self.message,
+        }
+    }
+
+    /// The entry's leaf value, with the digests of its evidence and of its personal fields
+    /// (the encoding is `domain::audit_leaf`'s).
+    pub fn leaf_value(&self, raw_sha256: Option<&Hash>, personal_digest: &Hash) -> Vec<u8> {
+        audit_leaf::leaf_value(&LeafFields {
+            event_id: self.event_id,
+            webhook: &self.webhook,
+            tenant_id: self.tenant_id.as_deref(),
+            team_id: self.team_id.as_deref(),
+            channel_id: self.channel_id.as_deref(),
+            operation: &self.operation,
+            entity: self.entity.as_deref(),
+            record_id: self.record_id.as_deref(),
+            activity_at: self.activity_at,
+            raw_sha256,
+            personal_digest,
         })
     }
 

@@ -16,13 +16,14 @@ use std::{
 };
 
 use async_nats::jetstream;
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
+use super::AuditEntry;
 use crate::{
     domain::{
-        audit_leaf::{leaf_value, personal_digest, sha256, LeafFields, PersonalFields},
+        audit_leaf::{personal_digest, sha256},
         merkle::{leaf_hash, Frontier, Hash},
         note::{Checkpoint, NoteSigner},
     },
@@ -50,22 +51,11 @@ pub struct Sealer {
     pub last_seal: Instant,
 }
 
-/// One unsealed entry as the sealer reads it.
+/// One unsealed entry as the sealer reads it, with its activity's bytes.
 #[derive(sqlx::FromRow)]
 struct Unsealed {
-    event_id: Uuid,
-    webhook: String,
-    tenant_id: Option<String>,
-    team_id: Option<String>,
-    channel_id: Option<String>,
-    actor_name: Option<String>,
-    actor_aad_object_id: Option<String>,
-    operation: String,
-    entity: Option<String>,
-    record_id: Option<String>,
-    changes: serde_json::Value,
-    message: String,
-    activity_at: DateTime<Utc>,
+    #[sqlx(flatten)]
+    entry: AuditEntry,
     raw: Option<Vec<u8>>,
 }
 
@@ -78,33 +68,13 @@ struct Sealed {
     leaf: Hash,
 }
 
-fn seal_one(e: &Unsealed) -> Sealed {
+fn seal_one(u: &Unsealed) -> Sealed {
     let salt: [u8; 16] = rand::random();
-    let personal = personal_digest(
-        &salt,
-        &PersonalFields {
-            actor_name: e.actor_name.as_deref(),
-            actor_aad_object_id: e.actor_aad_object_id.as_deref(),
-            changes: &e.changes,
-            message: &e.message,
-        },
-    );
-    let raw_sha256 = e.raw.as_deref().map(sha256);
-    let leaf = leaf_hash(&leaf_value(&LeafFields {
-        event_id: e.event_id,
-        webhook: &e.webhook,
-        tenant_id: e.tenant_id.as_deref(),
-        team_id: e.team_id.as_deref(),
-        channel_id: e.channel_id.as_deref(),
-        operation: &e.operation,
-        entity: e.entity.as_deref(),
-        record_id: e.record_id.as_deref(),
-        activity_at: e.activity_at,
-        raw_sha256: raw_sha256.as_ref(),
-        personal_digest: &personal,
-    }));
+    let personal = personal_digest(&salt, &u.entry.personal_fields());
+    let raw_sha256 = u.raw.as_deref().map(sha256);
+    let leaf = leaf_hash(&u.entry.leaf_value(raw_sha256.as_ref(), &personal));
     Sealed {
-        event_id: e.event_id,
+        event_id: u.entry.event_id,
         salt,
         personal,
         raw_sha256,
@@ -115,7 +85,7 @@ fn seal_one(e: &Unsealed) -> Sealed {
 const UNSEALED: &str = "\
     select a.event_id, a.webhook, a.tenant_id, a.team_id, a.channel_id, a.actor_name, \
            a.actor_aad_object_id, a.operation, a.entity, a.record_id, a.changes, a.message, \
-           a.activity_at, x.raw \
+           a.activity_at, a.recorded_at, x.raw \
     from audit_log a left join activities x using (event_id) \
     where a.leaf_index is null order by a.recorded_at, a.event_id limit $1 for update of a";
 

@@ -16,7 +16,7 @@ use super::AuditEntry;
 use crate::{
     config::Webhook,
     domain::{
-        audit_leaf::{leaf_value, personal_digest, sha256, LeafFields, PersonalFields},
+        audit_leaf::{personal_digest, sha256},
         merkle::{consistency_proof, leaf_hash, root, verify_consistency, Frontier, Hash},
         note::{Checkpoint, NoteVerifier},
     },
@@ -219,12 +219,7 @@ fn recompute(row: &Row, index: i64, report: &mut Report) -> Hash {
         });
     };
     let personal = hash(&row.personal_digest).unwrap_or_default();
-    let fields = PersonalFields {
-        actor_name: e.actor_name.as_deref(),
-        actor_aad_object_id: e.actor_aad_object_id.as_deref(),
-        changes: &e.changes,
-        message: &e.message,
-    };
+    let fields = e.personal_fields();
     // The sealer always writes a salt: a sealed entry without one was tampered with.
     let salt = row
         .personal_salt
@@ -239,19 +234,7 @@ fn recompute(row: &Row, index: i64, report: &mut Report) -> Hash {
             modified("its activity's bytes differ from what was sealed");
         }
     }
-    let leaf = leaf_hash(&leaf_value(&LeafFields {
-        event_id: e.event_id,
-        webhook: &e.webhook,
-        tenant_id: e.tenant_id.as_deref(),
-        team_id: e.team_id.as_deref(),
-        channel_id: e.channel_id.as_deref(),
-        operation: &e.operation,
-        entity: e.entity.as_deref(),
-        record_id: e.record_id.as_deref(),
-        activity_at: e.activity_at,
-        raw_sha256: raw_sha256.as_ref(),
-        personal_digest: &personal,
-    }));
+    let leaf = leaf_hash(&e.leaf_value(raw_sha256.as_ref(), &personal));
     if hash(&row.leaf_hash) != Some(leaf) {
         modified("its sealed fields differ from its leaf");
     }
