@@ -14,6 +14,7 @@
 //! - [`ingest`]: receive → verify → group commit of activity + outbox row.
 //! - [`relay`]: outbox → JetStream (hand-off and sweep), exactly one message per activity.
 //! - [`audit`]: the audit log as people read it: entries, filters, pages, CSV and tables.
+//! - [`privacy`]: personal data: HR editors, legal holds, retention and erasure.
 //! - [`worker`]: durable JetStream consumers: the consumer step and the HR audit handler.
 //! - [`http`]: the web surface: router, webhook endpoint, health, metrics, `/api`.
 //! - [`app`]: wiring: builds and runs each process (`serve`, `relay`, `worker`).
@@ -30,6 +31,7 @@ pub mod handoff;
 pub mod http;
 pub mod infra;
 pub mod ingest;
+pub mod privacy;
 pub mod relay;
 pub mod worker;
 

@@ -21,7 +21,7 @@ use crate::{
     handoff::Handoff,
     http::{self, api::ApiState, health, AppState},
     infra::{db, nats},
-    ingest::{Committer, Ingest},
+    ingest::{editors::Editors, Committer, Ingest},
     relay::Relay,
 };
 
@@ -34,6 +34,7 @@ pub struct Application {
     pool: PgPool,
     relay: Relay,
     handoff: Arc<Handoff>,
+    editors: Arc<Editors>,
 }
 
 impl Application {
@@ -47,6 +48,7 @@ impl Application {
         let js = nats::context(nats.clone());
         stream_at_start(&nats, &js, &config).await?;
         let handoff = Arc::new(Handoff::default());
+        let editors = editors_at_start(&pool, &config).await?;
         // At most this many commits at once (each holds a pool connection); see
         // ingest/committer.rs for when a second one starts.
         let tasks = config.commit_tasks.min(config.database_pool_size as usize);
@@ -69,7 +71,7 @@ impl Application {
             max_outbox_age: config.ready_max_outbox_age,
         };
         let state = AppState {
-            ingest: Ingest::new(&config, Arc::new(committer)),
+            ingest: Ingest::new(&config, Arc::new(committer)).with_editors(editors.clone()),
             api: ApiState::new(pool.clone(), config.audit_api_token.clone()),
             health: health::Health::spawn(Arc::new(dependencies)).await,
             metrics: crate::infra::telemetry::metrics(),
@@ -84,6 +86,7 @@ impl Application {
             pool,
             relay,
             handoff,
+            editors,
         })
     }
 
@@ -114,8 +117,16 @@ impl Application {
             config,
             relay,
             handoff,
+            editors,
+            pool,
             ..
         } = self;
+        tokio::spawn(crate::ingest::editors::keep_fresh(
+            editors,
+            pool,
+            EDITORS_REFRESH,
+            shutdown.clone(),
+        ));
         let relay_stop = CancellationToken::new();
         let relay_task = tokio::spawn(run_relay(
             relay.clone(),
@@ -138,6 +149,31 @@ impl Application {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// How often the receiver reloads the HR editors lists even when no change was announced.
+const EDITORS_REFRESH: Duration = Duration::from_secs(3);
+
+/// The HR editors lists as they are at start-up; each webhook without one is named once,
+/// since it lets everyone in its team record changes.
+async fn editors_at_start(pool: &PgPool, config: &Config) -> anyhow::Result<Arc<Editors>> {
+    let editors = Arc::new(Editors::default());
+    editors
+        .reload(pool)
+        .await
+        .context("loading the HR editors lists")?;
+    let lists = editors.snapshot();
+    for w in config
+        .webhooks
+        .iter()
+        .filter(|w| !lists.contains_key(&w.name))
+    {
+        tracing::info!(
+            webhook = %w.name,
+            "webhook has no HR editors list: everyone in its team may record changes (teams-bridge editors add)"
+        );
+    }
+    Ok(editors)
 }
 
 /// Serves `router` on `listener`, over TLS when configured, until `shutdown`; then finishes

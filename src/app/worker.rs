@@ -21,6 +21,7 @@ use crate::{
         db, nats,
         run_loop::{run_loop, Ended},
     },
+    privacy::retention::{Policy, Retention},
     worker::{hr_audit::HrAudit, ConsumerSpec, Worker},
 };
 
@@ -90,6 +91,27 @@ pub async fn sealer_for(
     }))
 }
 
+/// The retention task of this configuration, when it keeps anything for a limited time.
+async fn retention_for(config: &Config) -> anyhow::Result<Option<Retention>> {
+    let policy = Policy {
+        activity_days: config.activity_retention_days,
+        audit_days: config.audit_retention_days,
+    };
+    if policy == Policy::default() {
+        return Ok(None);
+    }
+    tracing::info!(
+        activity_days = ?policy.activity_days,
+        audit_days = ?policy.audit_days,
+        "retention on: a pass every RETENTION_INTERVAL_SECS by one worker at a time"
+    );
+    Ok(Some(Retention {
+        pool: db::prepare(config).await?,
+        policy,
+        every: config.retention_interval,
+    }))
+}
+
 /// `teams-bridge worker hr-audit`: the worker, its sealer (with a signing key) and its
 /// `/healthz` + `/metrics`, until shutdown.
 pub async fn run_hr_audit_worker(
@@ -104,6 +126,11 @@ pub async fn run_hr_audit_worker(
         let stop = shutdown.clone();
         let backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
         tokio::spawn(async move { run_loop(&mut sealer, &stop, backoff).await });
+    }
+    if let Some(mut retention) = retention_for(&config).await? {
+        let stop = shutdown.clone();
+        let backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
+        tokio::spawn(async move { run_loop(&mut retention, &stop, backoff).await });
     }
     tracing::info!(consumer = %config.hr_audit_consumer, "hr-audit worker running");
     let addr = config.worker_listen_addr;

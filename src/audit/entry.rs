@@ -57,6 +57,14 @@ pub struct AuditEntry {
     pub activity_at: DateTime<Utc>,
     /// When the worker recorded it.
     pub recorded_at: DateTime<Utc>,
+    /// Whether it counts as a change: false when the webhook has an HR editors list and the
+    /// sender is not on it (recorded, shown in Teams as not a change, sealed as such).
+    #[serde(default = "counts")]
+    pub authorized: bool,
+    /// `erased` or `expired` once its personal fields were removed (they are then empty).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[sqlx(default)]
+    pub redacted: Option<String>,
     /// Its place in the sealed tree; `None` while pending.
     #[sqlx(skip)]
     pub seal: Option<Seal>,
@@ -66,6 +74,10 @@ pub struct AuditEntry {
     #[serde(skip)]
     #[sqlx(default)]
     pub(crate) sealed_in: Option<i64>,
+}
+
+fn counts() -> bool {
+    true
 }
 
 impl AuditEntry {
@@ -103,6 +115,8 @@ impl AuditEntry {
             // The database keeps microseconds; so does the entry, so it compares equal.
             activity_at: at.duration_trunc(TimeDelta::microseconds(1)).unwrap_or(at),
             recorded_at: now,
+            authorized: true,
+            redacted: None,
             seal: None,
             leaf_index: None,
             sealed_in: None,
@@ -134,6 +148,7 @@ impl AuditEntry {
             activity_at: self.activity_at,
             raw_sha256,
             personal_digest,
+            authorized: self.authorized,
         })
     }
 

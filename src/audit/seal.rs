@@ -85,7 +85,7 @@ fn seal_one(u: &Unsealed) -> Sealed {
 const UNSEALED: &str = "\
     select a.event_id, a.webhook, a.tenant_id, a.team_id, a.channel_id, a.actor_name, \
            a.actor_aad_object_id, a.operation, a.entity, a.record_id, a.changes, a.message, \
-           a.activity_at, a.recorded_at, x.raw \
+           a.activity_at, a.recorded_at, a.authorized, a.redacted, x.raw \
     from audit_log a left join activities x using (event_id) \
     where a.leaf_index is null order by a.recorded_at, a.event_id limit $1 for update of a";
 

@@ -99,6 +99,15 @@ pub struct Report {
     pub saved_checkpoints_checked: u64,
     /// Entries whose activity's HMAC was checked (with `evidence`).
     pub hmac_checked: u64,
+    /// Sealed entries whose personal fields were erased (`teams-bridge erase`): their leaves
+    /// still recompute from the kept digest; the fields themselves are no longer covered.
+    pub erased: u64,
+    /// Sealed entries whose personal fields were removed by retention (`AUDIT_RETENTION_DAYS`).
+    pub expired: u64,
+    /// Entries `--evidence` skipped: their activity, or their own content, was erased or expired.
+    pub evidence_skipped: u64,
+    /// Entries written by an operator (`grant`, `revoke`, `erase`): no Teams activity by design.
+    pub operator_entries: u64,
     /// Everything that does not hold; empty when the log verifies.
     pub problems: Vec<Problem>,
 }
@@ -116,15 +125,23 @@ struct Row {
     mac: Option<Vec<u8>>,
     fallback_time: Option<DateTime<Utc>>,
     activity_webhook: Option<String>,
+    activity_redacted: Option<String>,
+    activity_authorized: Option<bool>,
+    redacted_at: Option<DateTime<Utc>>,
+    erased_by: Option<Uuid>,
 }
+
+/// Operations an operator writes from the command line, with no Teams activity behind them.
+const OPERATOR_OPERATIONS: [&str; 3] = ["grant", "revoke", "erase"];
 
 const ROWS: &str = "\
     select a.event_id, a.webhook, a.tenant_id, a.team_id, a.channel_id, a.actor_name, \
            a.actor_aad_object_id, a.operation, a.entity, a.record_id, a.changes, a.message, \
-           a.activity_at, a.recorded_at, a.personal_salt, a.personal_digest, a.raw_sha256, \
+           a.activity_at, a.recorded_at, a.authorized, a.redacted, a.personal_salt, a.personal_digest, a.raw_sha256, \
            a.leaf_hash, a.leaf_index as stored_index, a.sealed_in, x.raw, x.mac, \
            coalesce(x.activity_timestamp, x.received_at) as fallback_time, \
-           x.webhook as activity_webhook \
+           x.webhook as activity_webhook, x.redacted as activity_redacted, \
+           x.authorized as activity_authorized, a.redacted_at, a.erased_by \
     from audit_log a left join activities x using (event_id) order by a.leaf_index";
 
 fn hash(bytes: &Option<Vec<u8>>) -> Option<Hash> {
@@ -154,6 +171,7 @@ pub async fn verify(pool: &PgPool, options: &VerifyOptions<'_>) -> Result<Report
         ..Default::default()
     };
     let leaves = check_leaves(&rows, tree_size, &checkpoints, &mut report);
+    check_erasures(&rows, &mut report);
     check_checkpoints(&leaves, &checkpoints, options, &mut report);
     check_saved(&leaves, options, &mut report);
     if options.evidence {
@@ -220,13 +238,18 @@ fn recompute(row: &Row, index: i64, report: &mut Report) -> Hash {
     };
     let personal = hash(&row.personal_digest).unwrap_or_default();
     let fields = e.personal_fields();
-    // The sealer always writes a salt: a sealed entry without one was tampered with.
+    // The sealer always writes a salt; only an erasure or retention removes it, with the
+    // fields it covered.
     let salt = row
         .personal_salt
         .as_deref()
         .and_then(|s| <[u8; 16]>::try_from(s).ok());
-    if salt.map(|s| personal_digest(&s, &fields)) != Some(personal) {
-        modified("its names, changes or message differ from what was sealed");
+    match (salt, redaction(row)) {
+        (Some(s), _) if personal_digest(&s, &fields) == personal => {}
+        (Some(_), _) => modified("its names, changes or message differ from what was sealed"),
+        (None, Ok(Redaction::Erased)) => report.erased += 1,
+        (None, Ok(Redaction::Expired)) => report.expired += 1,
+        (None, Err(why)) => modified(why),
     }
     let raw_sha256 = hash(&row.raw_sha256);
     if let (Some(raw), Some(sealed)) = (&row.raw, raw_sha256) {
@@ -239,6 +262,71 @@ fn recompute(row: &Row, index: i64, report: &mut Report) -> Hash {
         modified("its sealed fields differ from its leaf");
     }
     leaf
+}
+
+enum Redaction {
+    Erased,
+    Expired,
+}
+
+/// Why a sealed entry has no salt, if the reason holds: its personal fields were removed by
+/// an erasure the log records, or by retention after at least a day. Anything else is
+/// tampering.
+fn redaction(row: &Row) -> Result<Redaction, &'static str> {
+    let e = &row.entry;
+    let emptied = e.message.is_empty() && e.changes.as_object().is_some_and(|o| o.is_empty());
+    match e.redacted.as_deref() {
+        _ if !emptied => Err("its salt is gone but its changes or message are not"),
+        Some("erased") if row.erased_by.is_some() => Ok(Redaction::Erased),
+        Some("expired")
+            if e.actor_name.is_none()
+                && e.actor_aad_object_id.is_none()
+                && row
+                    .redacted_at
+                    .is_some_and(|at| at - e.activity_at >= chrono::TimeDelta::days(1)) =>
+        {
+            Ok(Redaction::Expired)
+        }
+        Some("erased") => Err("marked erased, but by no erase entry"),
+        Some(_) => Err("marked expired before any retention could have removed it"),
+        None => Err("its salt is gone: its names, changes or message cannot be checked"),
+    }
+}
+
+/// Each `erase` entry says how many entries it erased; exactly that many name it, and every
+/// entry marked erased names an `erase` entry of the log.
+fn check_erasures(rows: &[Row], report: &mut Report) {
+    let mut named: HashMap<Uuid, u64> = HashMap::new();
+    for row in rows
+        .iter()
+        .filter(|r| r.entry.redacted.as_deref() == Some("erased"))
+    {
+        if let Some(by) = row.erased_by {
+            *named.entry(by).or_default() += 1;
+        }
+    }
+    for row in rows.iter().filter(|r| r.entry.operation == "erase") {
+        let e = &row.entry;
+        let said = e.changes.get("audit_entries").and_then(|v| v.as_u64());
+        let found = named.remove(&e.event_id).unwrap_or_default();
+        if said.is_some_and(|n| n != found) {
+            let detail = format!(
+                "it says it erased {} entries; {found} name it",
+                said.unwrap_or_default()
+            );
+            report.problems.push(Problem::Evidence {
+                event_id: e.event_id,
+                detail,
+            });
+        }
+    }
+    for (by, _) in named {
+        let detail = format!("entries are marked erased by {by}, which is no erase entry");
+        report.problems.push(Problem::Evidence {
+            event_id: by,
+            detail,
+        });
+    }
 }
 
 /// Each stored checkpoint: signed by the key, its row agrees with its note, and its root is
@@ -350,10 +438,19 @@ fn check_evidence(rows: &[Row], webhooks: &[Webhook], report: &mut Report) {
     let keys: HashMap<&str, &Webhook> = webhooks.iter().map(|w| (w.name.as_str(), w)).collect();
     for row in rows {
         let e = &row.entry;
+        if row.activity_redacted.is_some() || e.redacted.is_some() {
+            report.evidence_skipped += 1;
+            continue;
+        }
         let Some(raw) = &row.raw else {
-            report.problems.push(Problem::Inserted {
-                event_id: e.event_id,
-            });
+            if row.activity_webhook.is_none() && OPERATOR_OPERATIONS.contains(&e.operation.as_str())
+            {
+                report.operator_entries += 1;
+            } else {
+                report.problems.push(Problem::Inserted {
+                    event_id: e.event_id,
+                });
+            }
             continue;
         };
         let mut evidence = |detail: &str| {
@@ -376,6 +473,9 @@ fn check_evidence(rows: &[Row], webhooks: &[Webhook], report: &mut Report) {
         }
         let derived =
             AuditEntry::derive(e.event_id, webhook, raw, row.fallback_time, e.recorded_at);
+        if row.activity_authorized.is_some_and(|a| a != e.authorized) {
+            evidence("whether it counts as a change differs from the decision shown in Teams");
+        }
         match derived {
             Ok(d) if d.says_the_same_as(e) => {}
             Ok(_) => evidence("it differs from what its activity says"),
@@ -404,6 +504,20 @@ impl std::fmt::Display for Report {
             self.saved_checkpoints_checked,
             self.hmac_checked
         )?;
+        if self.erased + self.expired > 0 {
+            writeln!(
+                f,
+                "erased {}, expired {}: their personal fields were removed; their leaves still verify from the kept digest",
+                self.erased, self.expired
+            )?;
+        }
+        if self.evidence_skipped + self.operator_entries > 0 {
+            writeln!(
+                f,
+                "evidence skipped for {} entries (their activity or content was erased or expired); {} operator entries (grant, revoke, erase) have no Teams activity by design",
+                self.evidence_skipped, self.operator_entries
+            )?;
+        }
         for p in &self.problems {
             let line = match p {
                 Problem::Modified {

@@ -5,6 +5,7 @@
 pub mod audit;
 mod bench;
 mod healthcheck;
+pub mod privacy;
 pub mod replay;
 pub mod seal;
 mod sign;
@@ -59,6 +60,25 @@ pub enum Command {
     /// Verify the sealed audit log (against the database, or a bundle offline). Exit 0 when
     /// everything holds, 1 when anything does not, 2 when it could not run.
     Verify(seal::VerifyArgs),
+    /// Manage a webhook's HR editors: when a webhook has a list, only they record changes.
+    Editors {
+        #[command(subcommand)]
+        action: privacy::EditorsAction,
+    },
+    /// Legal holds: held data is neither pruned by retention nor erased.
+    Hold {
+        #[command(subcommand)]
+        action: privacy::HoldAction,
+    },
+    /// Erase a Teams user's or an employee record's personal data (Postgres and the stream).
+    /// Exit 0 when done or nothing matched, 1 when refused (a hold), 2 on bad usage.
+    Erase(privacy::EraseArgs),
+    /// Run one retention pass now (ACTIVITY_RETENTION_DAYS, AUDIT_RETENTION_DAYS).
+    Retention {
+        /// Count what would be removed; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Queue stored activities for publishing again (refills the stream from Postgres).
     Replay(replay::ReplayArgs),
     /// Act as Teams: build a realistic activity, sign it, post it, show the reply.
@@ -133,6 +153,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Audit(args) => return audit::run(args.query, &Config::load(file)?).await,
         Command::Verify(args) => return seal::run_verify(args, file).await,
         Command::Replay(args) => return replay::run(args, &load(file)?).await,
+        Command::Editors { action } => return privacy::run_editors(action, &load(file)?).await,
+        Command::Hold { action } => return privacy::run_hold(action, &load(file)?).await,
+        Command::Erase(args) => return privacy::run_erase(args, &load(file)?).await,
+        Command::Retention { dry_run } => {
+            return privacy::run_retention(dry_run, &load(file)?).await
+        }
         Command::Simulate(args) => return simulate::run(args).await,
         Command::Healthcheck { url } => return healthcheck::run(url, file).await,
         Command::Bench { args } => return bench::run(args, file).await,

@@ -94,6 +94,16 @@ settings! {
     /// checkpoint
     audit_seal_max_entries: i64 = "AUDIT_SEAL_MAX_ENTRIES", Some("10000"),
         required(parse::positive);
+    /// days the raw Teams activities are kept (bytes, jsonb copy, text, names and ids of
+    /// people; a tombstone stays); at least 1; unset: for ever. The stream's age limit is kept
+    /// at most this long
+    activity_retention_days: Option<u32> = "ACTIVITY_RETENTION_DAYS", None,
+        optional(parse::positive);
+    /// days audit entries keep their personal fields (names, ids, changes, message; the
+    /// sealed entry stays); at least 1; unset: for ever
+    audit_retention_days: Option<u32> = "AUDIT_RETENTION_DAYS", None, optional(parse::positive);
+    /// time between the HR audit worker's retention passes (with a retention setting)
+    retention_interval: Duration = "RETENTION_INTERVAL_SECS", Some("3600"), required(parse::secs);
     /// deliveries of an unusable message before it is dead-lettered
     worker_max_deliveries: u64 = "WORKER_MAX_DELIVERIES", Some("5"), required(parse::positive);
     /// a worker's unacknowledged message is redelivered after this long

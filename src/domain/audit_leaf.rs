@@ -17,6 +17,15 @@
 //!            actor_aad_object_id changes message)
 //! ```
 //!
+//! An entry recorded but not counted as a change (its sender is not an HR editor of a webhook
+//! with a list) is encoded as version 2: the v2 tag, the same fields, then the field
+//! `authorized` = `false`. Every other entry keeps the v1 encoding, so leaves sealed before
+//! authorization existed still recompute, and flipping the flag changes the leaf.
+//!
+//! ```text
+//! leaf v2  = "teams-bridge/audit-leaf/v2\n" (the v1 fields) "false"
+//! ```
+//!
 //! `activity_at` is RFC 3339 in UTC with microseconds (`2026-11-27T10:00:00.000000Z`),
 //! `changes` the JSON object with its keys sorted, ids and names as stored.
 
@@ -27,6 +36,7 @@ use uuid::Uuid;
 use super::merkle::Hash;
 
 const LEAF_TAG: &[u8] = b"teams-bridge/audit-leaf/v1\n";
+const LEAF_TAG_V2: &[u8] = b"teams-bridge/audit-leaf/v2\n";
 const PERSONAL_TAG: &[u8] = b"teams-bridge/audit-personal/v1\n";
 
 /// The sealed, non-personal fields of an entry.
@@ -54,6 +64,8 @@ pub struct LeafFields<'a> {
     pub raw_sha256: Option<&'a Hash>,
     /// The digest of the personal fields.
     pub personal_digest: &'a Hash,
+    /// Whether it counts as a change (false: recorded, but its sender is not an HR editor).
+    pub authorized: bool,
 }
 
 /// The personal fields of an entry.
@@ -86,7 +98,7 @@ pub fn encode_time(t: DateTime<Utc>) -> String {
 
 /// The leaf's value (its hash is `merkle::leaf_hash` of this).
 pub fn leaf_value(f: &LeafFields<'_>) -> Vec<u8> {
-    let mut out = LEAF_TAG.to_vec();
+    let mut out = if f.authorized { LEAF_TAG } else { LEAF_TAG_V2 }.to_vec();
     let id = f.event_id.to_string();
     for v in [
         Some(id.as_str()),
@@ -109,6 +121,9 @@ pub fn leaf_value(f: &LeafFields<'_>) -> Vec<u8> {
             }
             None => out.extend_from_slice(&u32::MAX.to_be_bytes()),
         }
+    }
+    if !f.authorized {
+        field(&mut out, Some("false"));
     }
     out
 }
@@ -146,6 +161,7 @@ mod tests {
             activity_at: DateTime::from_timestamp_micros(1_800_000_000_000_001).unwrap(),
             raw_sha256: Some(raw),
             personal_digest: personal,
+            authorized: true,
         }
     }
 
@@ -163,6 +179,20 @@ mod tests {
         assert_ne!(base, leaf_value(&f));
         assert!(base.starts_with(b"teams-bridge/audit-leaf/v1\n"));
         assert_eq!(encode_time(f.activity_at), "2027-01-15T08:00:00.000001Z");
+    }
+
+    #[test]
+    fn an_unauthorized_entry_is_a_v2_leaf_and_an_authorized_one_keeps_v1() {
+        let (raw, personal) = (sha256(b"{}"), [7; 32]);
+        let v1 = leaf_value(&fields(&raw, &personal));
+        let v2 = leaf_value(&LeafFields {
+            authorized: false,
+            ..fields(&raw, &personal)
+        });
+        assert!(v2.starts_with(b"teams-bridge/audit-leaf/v2\n"));
+        // v2 is v1's fields under the v2 tag, then the flag.
+        assert_eq!(&v2[27..v2.len() - 9], &v1[27..]);
+        assert_eq!(&v2[v2.len() - 9..], b"\0\0\0\x05false");
     }
 
     #[test]

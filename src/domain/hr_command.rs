@@ -53,6 +53,13 @@ pub enum Operation {
     Delete,
     /// Not an operation: the message is kept as a note.
     Note,
+    /// An HR editor was added to a webhook's list (written by `teams-bridge editors add`,
+    /// never by the grammar).
+    Grant,
+    /// An HR editor was removed (`teams-bridge editors remove`).
+    Revoke,
+    /// Personal data was erased (`teams-bridge erase`).
+    Erase,
 }
 
 impl Operation {
@@ -64,7 +71,15 @@ impl Operation {
             Self::Update => "update",
             Self::Delete => "delete",
             Self::Note => "note",
+            Self::Grant => "grant",
+            Self::Revoke => "revoke",
+            Self::Erase => "erase",
         }
+    }
+
+    /// Whether it changes a record: only these need an HR editor, when a webhook has a list.
+    pub fn is_change(self) -> bool {
+        matches!(self, Self::Create | Self::Update | Self::Delete)
     }
 
     /// Parses an exact lowercase name for CLI/API filters; synonyms and other

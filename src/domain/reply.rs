@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use super::{
     card::{self, Attachment},
-    hr_command,
+    hr_command::HrCommand,
 };
 
 /// `{"type":"message","text":…,"attachments":[card]}`, as Teams takes it from an outgoing
@@ -44,19 +44,52 @@ impl Reply {
         }
     }
 
-    /// The receipt with its card (for an operation; a note stays text).
-    pub fn receipt_card(message_text: Option<&str>, sender: Sender<'_>, event_id: Uuid) -> Self {
-        let cmd = hr_command::parse(message_text.unwrap_or_default());
+    /// The receipt for a stored activity: what the HR audit log will record, and the id;
+    /// with `card`, an operation's receipt also comes as a card. Built from what was stored
+    /// (text, sender, decision), so a repeat delivery gets the same reply. A change by
+    /// someone who is not an HR editor (`authorized` false) is answered plainly, in text.
+    pub fn receipt(
+        cmd: &HrCommand,
+        authorized: bool,
+        sender: Sender<'_>,
+        event_id: Uuid,
+        card: bool,
+    ) -> Self {
+        if !authorized {
+            return Self::text(format!(
+                "Not recorded as a change: you are not an HR editor for this team — receipt {event_id}"
+            ));
+        }
         let mut reply = Self::text(format!("{} — receipt {event_id}", cmd.summary()));
-        let card = card::receipt_card(&cmd, sender.name, sender.at, event_id);
-        reply.attachments.extend(card);
+        if card {
+            let card = card::receipt_card(cmd, sender.name, sender.at, event_id);
+            reply.attachments.extend(card);
+        }
         reply
     }
+}
 
-    /// The receipt for a stored activity: what the HR audit log will record, and the id.
-    /// Built from the stored text and id only, so a repeat delivery gets the same reply.
-    pub fn receipt(message_text: Option<&str>, event_id: Uuid) -> Self {
-        let cmd = hr_command::parse(message_text.unwrap_or_default());
-        Self::text(format!("{} — receipt {event_id}", cmd.summary()))
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::hr_command::parse;
+
+    #[test]
+    fn a_change_by_someone_not_an_editor_is_answered_plainly_with_its_receipt() {
+        let cmd = parse("update employee E-1042 title=Boss");
+        let id = Uuid::nil();
+        let r = Reply::receipt(&cmd, false, Sender::default(), id, true);
+        assert_eq!(
+            r.text,
+            format!(
+                "Not recorded as a change: you are not an HR editor for this team — receipt {id}"
+            )
+        );
+        assert!(r.attachments.is_empty(), "no card claims it was recorded");
+        let ok = Reply::receipt(&cmd, true, Sender::default(), id, true);
+        assert!(ok.text.starts_with("Recorded UPDATE of employee E-1042"));
+        assert_eq!(ok.attachments.len(), 1);
+        let text = Reply::receipt(&cmd, true, Sender::default(), id, false);
+        assert!(text.attachments.is_empty());
     }
 }

@@ -47,10 +47,24 @@ pub(crate) fn stream_config(config: &Config) -> stream::Config {
         storage: stream::StorageType::File,
         duplicate_window: config.duplicate_window,
         num_replicas: config.stream_replicas,
-        max_age: config.stream_max_age,
+        max_age: stream_max_age(config),
         max_bytes: config.stream_max_bytes.unwrap_or(-1),
         description: Some("Microsoft Teams activities published by teams-bridge".into()),
         ..Default::default()
+    }
+}
+
+/// The stream's age limit: `NATS_STREAM_MAX_AGE`, but never longer than
+/// `ACTIVITY_RETENTION_DAYS` (the stream is transport, not a second archive that outlives
+/// Postgres' retention).
+pub(crate) fn stream_max_age(config: &Config) -> std::time::Duration {
+    let Some(days) = config.activity_retention_days else {
+        return config.stream_max_age;
+    };
+    let cap = std::time::Duration::from_secs(u64::from(days) * 86_400);
+    match config.stream_max_age {
+        std::time::Duration::ZERO => cap,
+        age => age.min(cap),
     }
 }
 
@@ -152,5 +166,22 @@ mod tests {
         let found = differences(&edited, &wanted);
         assert_eq!(found.len(), 2, "{found:?}");
         assert!(found[0].starts_with("replicas is 3"), "{found:?}");
+    }
+
+    #[test]
+    fn the_stream_never_keeps_activities_longer_than_their_retention() {
+        let day = std::time::Duration::from_secs(86_400);
+        let with = |pairs: &[(&str, &str)]| {
+            let map = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+            stream_max_age(&Config::from_map(&map.collect(), None).unwrap())
+        };
+        assert_eq!(with(&[]), 7 * day);
+        assert_eq!(with(&[("ACTIVITY_RETENTION_DAYS", "2")]), 2 * day);
+        assert_eq!(with(&[("ACTIVITY_RETENTION_DAYS", "30")]), 7 * day);
+        let forever = [
+            ("ACTIVITY_RETENTION_DAYS", "3"),
+            ("NATS_STREAM_MAX_AGE", "0"),
+        ];
+        assert_eq!(with(&forever), 3 * day);
     }
 }

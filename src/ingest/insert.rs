@@ -29,6 +29,9 @@ pub struct NewActivity {
     pub mac: [u8; 32],
     /// W3C trace context to carry onto the stream.
     pub traceparent: Option<String>,
+    /// Whether it counts as a change (false: a create/update/delete by someone not on the
+    /// webhook's HR editors list), as the reply says.
+    pub authorized: bool,
 }
 
 impl NewActivity {
@@ -72,6 +75,8 @@ pub enum Stored {
         sender_name: Option<String>,
         /// The original's timestamp.
         at: Option<DateTime<Utc>>,
+        /// The decision shown for the original.
+        authorized: bool,
     },
 }
 
@@ -88,17 +93,17 @@ const INSERT: &str = r#"
 with input as (
     select * from unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
                          $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[],
-                         $13::timestamptz[], $14::bytea[], $15::text[], $16::bytea[])
+                         $13::timestamptz[], $14::bytea[], $15::text[], $16::bytea[], $17::bool[])
         as t(event_id, webhook, activity_id, activity_type, conversation_id, team_id, channel_id,
              tenant_id, sender_id, sender_name, sender_aad_object_id, text, activity_timestamp,
-             raw, traceparent, mac)
+             raw, traceparent, mac, authorized)
 ), inserted as (
     insert into activities (event_id, webhook, activity_id, activity_type, conversation_id, team_id,
                             channel_id, tenant_id, sender_id, sender_name, sender_aad_object_id, text,
-                            activity_timestamp, raw, body, traceparent, mac)
+                            activity_timestamp, raw, body, traceparent, mac, authorized)
     select event_id, webhook, activity_id, activity_type, conversation_id, team_id, channel_id,
            tenant_id, sender_id, sender_name, sender_aad_object_id, text, activity_timestamp,
-           raw, convert_from(raw, 'UTF8')::jsonb, traceparent, mac
+           raw, convert_from(raw, 'UTF8')::jsonb, traceparent, mac, authorized
     from input
     on conflict (webhook, activity_id) do nothing
     returning event_id
@@ -107,7 +112,8 @@ insert into outbox (event_id) select event_id from inserted returning event_id, 
 "#;
 
 const EXISTING: &str = r#"
-select a.webhook, a.activity_id, a.event_id, a.text, a.sender_name, a.activity_timestamp
+select a.webhook, a.activity_id, a.event_id, a.text, a.sender_name, a.activity_timestamp,
+       a.authorized
 from unnest($1::text[], $2::text[]) as k(webhook, activity_id)
 join activities a on a.webhook = k.webhook and a.activity_id = k.activity_id
 "#;
@@ -163,6 +169,7 @@ async fn insert_new(
         .bind(&raws)
         .bind(col(|a| a.traceparent.as_deref()))
         .bind(batch.iter().map(|a| &a.mac[..]).collect::<Vec<&[u8]>>())
+        .bind(batch.iter().map(|a| a.authorized).collect::<Vec<bool>>())
         .fetch_all(conn)
         .await
 }
@@ -198,6 +205,7 @@ async fn with_repeats(
             text: o.text.clone(),
             sender_name: o.sender_name.clone(),
             at: o.activity_timestamp,
+            authorized: o.authorized,
         });
         original.ok_or_else(|| sqlx::Error::Protocol("repeat without a stored original".into()))
     };
@@ -213,4 +221,5 @@ struct Original {
     text: Option<String>,
     sender_name: Option<String>,
     activity_timestamp: Option<DateTime<Utc>>,
+    authorized: bool,
 }

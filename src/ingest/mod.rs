@@ -6,6 +6,7 @@
 
 mod attempt;
 pub mod committer;
+pub mod editors;
 mod error;
 pub mod insert;
 pub mod receive;

@@ -12,11 +12,12 @@ use bytes::Bytes;
 use tokio::sync::Semaphore;
 use uuid::Uuid;
 
-use super::{IngestError, NewActivity, Store, StoreError, Stored};
+use super::{editors::Editors, IngestError, NewActivity, Store, StoreError, Stored};
 use crate::{
     config::{Config, ReplyFormat},
     domain::{
         activity::Activity,
+        hr_command,
         reply::{Reply, Sender},
         signature::{self, KeyRing},
     },
@@ -40,6 +41,7 @@ pub struct Ingest {
     reply_budget: Duration,
     body_limit: usize,
     reply_format: ReplyFormat,
+    editors: Arc<Editors>,
 }
 
 /// A stored request's answer.
@@ -76,7 +78,15 @@ impl Ingest {
             reply_budget: config.reply_budget,
             body_limit: config.body_limit,
             reply_format: config.reply_format,
+            editors: Arc::default(),
         }
+    }
+
+    /// Decides changes from these HR editors lists (kept fresh by `editors::keep_fresh`);
+    /// without, every webhook has no list.
+    pub fn with_editors(mut self, editors: Arc<Editors>) -> Self {
+        self.editors = editors;
+        self
     }
 
     /// The largest body accepted.
@@ -115,8 +125,10 @@ impl Ingest {
         }
         webhook.keys.verify_mac(&mac, &body)?;
         let activity = Activity::parse(&body)?;
-        let (text, name, at) = (
-            activity.text.clone(),
+        let cmd = hr_command::parse(activity.text.as_deref().unwrap_or_default());
+        let aad = activity.sender_aad_object_id();
+        let authorized = self.editors.authorized(name, cmd.operation, aad);
+        let (sender_name, at) = (
             activity.sender_name().map(str::to_owned),
             activity.timestamp(),
         );
@@ -127,40 +139,36 @@ impl Ingest {
             raw: body,
             mac,
             traceparent: Some(traceparent),
+            authorized,
         };
         let stored = self.commit(new, started).await?;
-        let reply = self.reply(
-            &stored,
-            text.as_deref(),
-            Sender {
-                name: name.as_deref(),
-                at,
-            },
-        );
-        Ok(Receipt { stored, reply })
-    }
-
-    /// The receipt; a repeat is answered from what was stored, whatever it carries itself.
-    fn reply(&self, stored: &Stored, text: Option<&str>, sender: Sender<'_>) -> Reply {
-        let (text, sender) = match stored {
-            Stored::New(_) => (text, sender),
+        let card = self.reply_format == ReplyFormat::Card;
+        let event_id = stored.event_id();
+        let reply = match &stored {
+            Stored::New(_) => {
+                let sender = Sender {
+                    name: sender_name.as_deref(),
+                    at,
+                };
+                Reply::receipt(&cmd, authorized, sender, event_id, card)
+            }
+            // A repeat is answered from what was stored, whatever it carries itself.
             Stored::Duplicate {
                 text,
                 sender_name,
                 at,
+                authorized,
                 ..
-            } => (
-                text.as_deref(),
-                Sender {
+            } => {
+                let cmd = hr_command::parse(text.as_deref().unwrap_or_default());
+                let sender = Sender {
                     name: sender_name.as_deref(),
                     at: *at,
-                },
-            ),
+                };
+                Reply::receipt(&cmd, *authorized, sender, event_id, card)
+            }
         };
-        match self.reply_format {
-            ReplyFormat::Card => Reply::receipt_card(text, sender, stored.event_id()),
-            ReplyFormat::Text => Reply::receipt(text, stored.event_id()),
-        }
+        Ok(Receipt { stored, reply })
     }
 
     /// Commits within the reply budget. The committer answers by the deadline with the

@@ -23,8 +23,10 @@ pub struct ReplayFilter {
 }
 
 /// The activities the filter selects (bound as `$1`…`$4`).
+/// Erased and expired activities (tombstones, no bytes) are never queued again.
 const MATCHING: &str = "\
-    ($1::timestamptz is null or a.received_at >= $1) \
+    a.raw is not null \
+    and ($1::timestamptz is null or a.received_at >= $1) \
     and ($2::timestamptz is null or a.received_at < $2) \
     and ($3::text is null or a.webhook = $3) \
     and (cardinality($4::uuid[]) = 0 or a.event_id = any($4))";

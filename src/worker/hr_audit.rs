@@ -1,6 +1,10 @@
 //! The HR audit handler: each message activity becomes exactly one `audit_log` row keyed by
 //! its event id (`on conflict do nothing`), whatever the number of deliveries. The grammar
 //! is [`crate::domain::hr_command`]; the entry is [`crate::audit::AuditEntry`].
+//!
+//! Whether an entry counts as a change is the decision the receiver showed in Teams, read
+//! from the activity's row (Postgres is the source of truth, and a replay carries it too).
+//! An activity erased or expired before its entry was written makes none.
 
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
@@ -16,10 +20,16 @@ pub(crate) fn entry_for(event: &Event, now: DateTime<Utc>) -> Result<AuditEntry,
 
 const INSERT: &str = r#"
 insert into audit_log (event_id, webhook, tenant_id, team_id, channel_id, actor_name,
-                       actor_aad_object_id, operation, entity, record_id, changes, message, activity_at)
-select * from unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
-                     $7::text[], $8::text[], $9::text[], $10::text[], $11::jsonb[], $12::text[],
-                     $13::timestamptz[])
+                       actor_aad_object_id, operation, entity, record_id, changes, message, activity_at,
+                       authorized)
+select i.*, coalesce(x.authorized, true)
+from unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+            $7::text[], $8::text[], $9::text[], $10::text[], $11::jsonb[], $12::text[],
+            $13::timestamptz[])
+    as i(event_id, webhook, tenant_id, team_id, channel_id, actor_name, actor_aad_object_id,
+         operation, entity, record_id, changes, message, activity_at)
+left join activities x using (event_id)
+where x.redacted is null
 on conflict (event_id) do nothing
 "#;
 

@@ -157,6 +157,7 @@ async fn insert_with_handoff(config: &Config, bodies: &[Vec<u8>], handoff: Arc<H
                 raw: bytes::Bytes::from(b.clone()),
                 mac: [0; 32],
                 traceparent: Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into()),
+                authorized: true,
             },
             std::time::Instant::now() + Duration::from_secs(30),
         )

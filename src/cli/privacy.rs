@@ -1,0 +1,321 @@
+//! The personal-data commands: `editors add|remove|list`, `hold add|remove|list`,
+//! `erase --actor | --record`, `retention [--dry-run]`. None of them prompts (they run from
+//! scripts). Bad usage exits 2; `erase` refused by a hold exits 1.
+
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+
+use crate::{
+    config::Config,
+    infra::{db, nats},
+    privacy::{
+        editors::{self, valid_object_id, Outcome as Edit},
+        erase::{self, Found, Outcome},
+        holds::{self, Hold, Scope},
+        operator::operator_name,
+        retention::{self, Policy},
+        stream,
+    },
+};
+
+/// `teams-bridge editors …`.
+#[derive(Debug, clap::Subcommand)]
+pub enum EditorsAction {
+    /// Make AAD_OBJECT_ID an HR editor of the webhook (writes a `grant` audit entry).
+    Add {
+        /// The webhook, as configured.
+        #[arg(long)]
+        webhook: String,
+        /// The person's Entra object id (Teams' `from.aadObjectId`).
+        aad_object_id: String,
+        /// Their display name, for the list.
+        #[arg(long)]
+        name: Option<String>,
+        /// Who makes the change (default: the login name).
+        #[arg(long)]
+        by: Option<String>,
+    },
+    /// Remove AAD_OBJECT_ID from the webhook's editors (writes a `revoke` audit entry).
+    Remove {
+        /// The webhook.
+        #[arg(long)]
+        webhook: String,
+        /// The person's Entra object id.
+        aad_object_id: String,
+        /// Who makes the change (default: the login name).
+        #[arg(long)]
+        by: Option<String>,
+    },
+    /// Print the editors (of one webhook, or all), tab-separated.
+    List {
+        /// Only this webhook.
+        #[arg(long)]
+        webhook: Option<String>,
+    },
+}
+
+/// Whose data, for `hold` and `erase`.
+#[derive(Debug, clap::Args)]
+#[group(required = true, multiple = false)]
+pub struct ScopeArgs {
+    /// An employee record id (E-1042).
+    #[arg(long)]
+    pub record: Option<String>,
+    /// A Teams user's Entra object id.
+    #[arg(long)]
+    pub actor: Option<String>,
+}
+
+/// `teams-bridge hold …`.
+#[derive(Debug, clap::Subcommand)]
+pub enum HoldAction {
+    /// Place a legal hold: the data is neither pruned nor erased until it is removed.
+    Add {
+        #[command(flatten)]
+        scope: ScopeArgs,
+        /// Why (a case number).
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Lift a legal hold.
+    Remove {
+        #[command(flatten)]
+        scope: ScopeArgs,
+    },
+    /// Print the holds, tab-separated.
+    List,
+}
+
+/// Options of `teams-bridge erase`.
+#[derive(Debug, clap::Args)]
+pub struct EraseArgs {
+    #[command(flatten)]
+    scope: ScopeArgs,
+    /// Why (kept in the `erase` audit entry; name no one here). Required unless --dry-run.
+    #[arg(long)]
+    reason: Option<String>,
+    /// Who asked (default: the login name).
+    #[arg(long)]
+    by: Option<String>,
+    /// Count what would be erased; change nothing.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+fn usage(why: impl std::fmt::Display) -> anyhow::Result<ExitCode> {
+    eprintln!("error: {why}");
+    Ok(ExitCode::from(2))
+}
+
+fn scope(args: &ScopeArgs) -> Result<Scope, String> {
+    let is_record = |s: &str| {
+        (1..=64).contains(&s.len())
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    };
+    match (&args.record, &args.actor) {
+        (Some(r), None) if is_record(r) => Ok(Scope::Record(r.clone())),
+        (Some(r), None) => Err(format!("{r:?} is not a record id ([A-Za-z0-9_-], 1–64)")),
+        (None, Some(a)) if valid_object_id(a) => Ok(Scope::Actor(a.clone())),
+        (None, Some(a)) => Err(format!("{a:?} is not an Entra object id")),
+        _ => Err("give exactly one of --record and --actor".into()),
+    }
+}
+
+/// `teams-bridge editors …`.
+pub async fn run_editors(action: EditorsAction, config: &Config) -> anyhow::Result<ExitCode> {
+    let known = |w: &str| config.webhooks.iter().any(|c| c.name == w);
+    let pool = db::prepare(config).await?;
+    let (outcome, what) = match action {
+        EditorsAction::List { webhook } => {
+            for e in editors::list(&pool, webhook.as_deref()).await? {
+                let name = e.name.as_deref().unwrap_or("");
+                let at = e.added_at.to_rfc3339();
+                println!("{}\t{}\t{name}\t{at}", e.webhook, e.aad_object_id);
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        EditorsAction::Add {
+            webhook,
+            aad_object_id: id,
+            ..
+        } if !known(&webhook) || !valid_object_id(&id) => {
+            return usage(format!("webhook {webhook:?} is not configured (TEAMS_WEBHOOKS), or {id:?} is not an Entra object id"));
+        }
+        EditorsAction::Remove {
+            webhook,
+            aad_object_id: id,
+            ..
+        } if !valid_object_id(&id) => {
+            return usage(format!(
+                "{id:?} is not an Entra object id (webhook {webhook})"
+            ));
+        }
+        EditorsAction::Add {
+            webhook,
+            aad_object_id,
+            name,
+            by,
+        } => {
+            let by = operator_name(by.as_deref());
+            let done = editors::add(&pool, &webhook, &aad_object_id, name.as_deref(), &by).await?;
+            (
+                done,
+                format!("{aad_object_id} is an HR editor of {webhook}"),
+            )
+        }
+        EditorsAction::Remove {
+            webhook,
+            aad_object_id,
+            by,
+        } => {
+            let by = operator_name(by.as_deref());
+            let done = editors::remove(&pool, &webhook, &aad_object_id, &by).await?;
+            if editors::list(&pool, Some(&webhook)).await?.is_empty() {
+                println!("note: {webhook} has no HR editors left: everyone in its team may record changes again");
+            }
+            (
+                done,
+                format!("{aad_object_id} is not an HR editor of {webhook}"),
+            )
+        }
+    };
+    match outcome {
+        Edit::Changed(id) => println!("{what} (audit entry {id})"),
+        Edit::Unchanged => println!("{what} already; nothing changed"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_holds(list: &[Hold]) {
+    for h in list {
+        let reason = h.reason.as_deref().unwrap_or("");
+        println!(
+            "{}\t{}\t{reason}\t{}",
+            h.kind,
+            h.value,
+            h.created_at.to_rfc3339()
+        );
+    }
+}
+
+/// `teams-bridge hold …`.
+pub async fn run_hold(action: HoldAction, config: &Config) -> anyhow::Result<ExitCode> {
+    let pool = db::prepare(config).await?;
+    match action {
+        HoldAction::List => print_holds(&holds::list(&pool).await?),
+        HoldAction::Add { scope: s, reason } => {
+            let s = match scope(&s) {
+                Ok(s) => s,
+                Err(why) => return usage(why),
+            };
+            match holds::add(&pool, &s, reason.as_deref()).await? {
+                true => println!("hold placed on {s}"),
+                false => println!("{s} was already held; nothing changed"),
+            }
+        }
+        HoldAction::Remove { scope: s } => {
+            let s = match scope(&s) {
+                Ok(s) => s,
+                Err(why) => return usage(why),
+            };
+            match holds::remove(&pool, &s).await? {
+                true => println!("hold on {s} removed"),
+                false => println!("{s} was not held; nothing changed"),
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn describe(f: &Found) -> String {
+    format!(
+        "{} activities, {} audit entries, {} dead letters, {} outbox rows, {} places on editors lists",
+        f.activities, f.audit_entries, f.dead_letters, f.outbox, f.editors
+    )
+}
+
+/// `teams-bridge erase …`: Postgres in one transaction, then the stream.
+pub async fn run_erase(args: EraseArgs, config: &Config) -> anyhow::Result<ExitCode> {
+    let s = match scope(&args.scope) {
+        Ok(s) => s,
+        Err(why) => return usage(why),
+    };
+    let reason = args.reason.clone().filter(|r| !r.trim().is_empty());
+    if reason.is_none() && !args.dry_run {
+        return usage("erase needs --reason (kept in the erase audit entry), or --dry-run");
+    }
+    let pool = db::prepare(config).await?;
+    let request = erase::Request {
+        scope: s.clone(),
+        reason: reason.unwrap_or_default(),
+        by: operator_name(args.by.as_deref()),
+        dry_run: args.dry_run,
+    };
+    match erase::erase(&pool, &request).await? {
+        Outcome::Refused(list) => {
+            eprintln!("refused: {s} is under a legal hold (teams-bridge hold remove … lifts it):");
+            for h in &list {
+                let why = h
+                    .reason
+                    .as_deref()
+                    .map(|r| format!(" ({r})"))
+                    .unwrap_or_default();
+                eprintln!("  hold on {} {}{why}", h.kind, h.value);
+            }
+            return Ok(ExitCode::from(1));
+        }
+        Outcome::WouldErase(f) => {
+            println!("would erase {s}: {}", describe(&f));
+            println!("and every stream message of those activities");
+            return Ok(ExitCode::SUCCESS);
+        }
+        Outcome::Nothing if args.dry_run => {
+            println!("nothing matched {s}");
+            return Ok(ExitCode::SUCCESS);
+        }
+        Outcome::Nothing => println!("nothing matched {s} in Postgres"),
+        Outcome::Erased(f, id) => println!("erased {s}: {} (erase entry {id})", describe(&f)),
+    }
+    // Always, even when nothing matched: a run that could not reach NATS is finished here.
+    let js = nats::context(nats::connect(config).await?);
+    let scanned = stream::erase_tombstoned(&js, &config.stream_name, &pool)
+        .await
+        .context(
+            "Postgres is erased, but the stream could not be cleaned; run the same command again",
+        )?;
+    println!(
+        "stream {}: {} messages scanned, {} deleted",
+        config.stream_name, scanned.messages, scanned.deleted
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `teams-bridge retention [--dry-run]`: one pass of the worker's retention, now.
+pub async fn run_retention(dry_run: bool, config: &Config) -> anyhow::Result<ExitCode> {
+    let policy = Policy {
+        activity_days: config.activity_retention_days,
+        audit_days: config.audit_retention_days,
+    };
+    if policy == Policy::default() {
+        println!("no retention is set (ACTIVITY_RETENTION_DAYS, AUDIT_RETENTION_DAYS): everything is kept");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let pool = db::prepare(config).await?;
+    let (verb, r) = match dry_run {
+        true => ("would remove", retention::dry_run(&pool, policy).await?),
+        false => ("removed", retention::run(&pool, policy).await?),
+    };
+    println!(
+        "{verb}: {} activities (bytes and names; tombstones stay), {} dead letters, personal fields of {} audit entries",
+        r.activities, r.dead_letters, r.audit_entries
+    );
+    if dry_run {
+        println!(
+            "kept under a legal hold: {} activities, {} audit entries",
+            r.held_activities, r.held_audit_entries
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
