@@ -123,9 +123,36 @@ fn scope(args: &ScopeArgs) -> Result<Scope, String> {
     }
 }
 
+/// Why an editors change cannot run, if it cannot (checked before any write).
+fn editors_usage(action: &EditorsAction, config: &Config) -> Option<String> {
+    let (webhook, id) = match action {
+        EditorsAction::Add {
+            webhook,
+            aad_object_id,
+            ..
+        }
+        | EditorsAction::Remove {
+            webhook,
+            aad_object_id,
+            ..
+        } => (webhook, aad_object_id),
+        EditorsAction::List { .. } => return None,
+    };
+    // A list may outlive its webhook's configuration: removing from it is always allowed.
+    let adding = matches!(action, EditorsAction::Add { .. });
+    if adding && !config.webhooks.iter().any(|c| &c.name == webhook) {
+        return Some(format!(
+            "webhook {webhook:?} is not configured (TEAMS_WEBHOOKS)"
+        ));
+    }
+    (!valid_object_id(id)).then(|| format!("{id:?} is not an Entra object id"))
+}
+
 /// `teams-bridge editors …`.
 pub async fn run_editors(action: EditorsAction, config: &Config) -> anyhow::Result<ExitCode> {
-    let known = |w: &str| config.webhooks.iter().any(|c| c.name == w);
+    if let Some(why) = editors_usage(&action, config) {
+        return usage(why);
+    }
     let pool = db::prepare(config).await?;
     let (outcome, what) = match action {
         EditorsAction::List { webhook } => {
@@ -139,46 +166,24 @@ pub async fn run_editors(action: EditorsAction, config: &Config) -> anyhow::Resu
         EditorsAction::Add {
             webhook,
             aad_object_id: id,
-            ..
-        } if !known(&webhook) || !valid_object_id(&id) => {
-            return usage(format!("webhook {webhook:?} is not configured (TEAMS_WEBHOOKS), or {id:?} is not an Entra object id"));
-        }
-        EditorsAction::Remove {
-            webhook,
-            aad_object_id: id,
-            ..
-        } if !valid_object_id(&id) => {
-            return usage(format!(
-                "{id:?} is not an Entra object id (webhook {webhook})"
-            ));
-        }
-        EditorsAction::Add {
-            webhook,
-            aad_object_id,
             name,
             by,
         } => {
             let by = operator_name(by.as_deref());
-            let done = editors::add(&pool, &webhook, &aad_object_id, name.as_deref(), &by).await?;
-            (
-                done,
-                format!("{aad_object_id} is an HR editor of {webhook}"),
-            )
+            let done = editors::add(&pool, &webhook, &id, name.as_deref(), &by).await?;
+            (done, format!("{id} is an HR editor of {webhook}"))
         }
         EditorsAction::Remove {
             webhook,
-            aad_object_id,
+            aad_object_id: id,
             by,
         } => {
             let by = operator_name(by.as_deref());
-            let done = editors::remove(&pool, &webhook, &aad_object_id, &by).await?;
+            let done = editors::remove(&pool, &webhook, &id, &by).await?;
             if editors::list(&pool, Some(&webhook)).await?.is_empty() {
                 println!("note: {webhook} has no HR editors left: everyone in its team may record changes again");
             }
-            (
-                done,
-                format!("{aad_object_id} is not an HR editor of {webhook}"),
-            )
+            (done, format!("{id} is not an HR editor of {webhook}"))
         }
     };
     match outcome {

@@ -17,7 +17,7 @@ use crate::{
     config::{Config, ReplyFormat},
     domain::{
         activity::Activity,
-        hr_command,
+        hr_command::{self, HrCommand},
         reply::{Reply, Sender},
         signature::{self, KeyRing},
     },
@@ -142,17 +142,27 @@ impl Ingest {
             authorized,
         };
         let stored = self.commit(new, started).await?;
+        let sender = Sender {
+            name: sender_name.as_deref(),
+            at,
+        };
+        let reply = self.reply(&stored, &cmd, authorized, sender);
+        Ok(Receipt { stored, reply })
+    }
+
+    /// The receipt; a repeat is answered from what was stored (its text, sender and the
+    /// decision shown then), whatever it carries itself.
+    fn reply(
+        &self,
+        stored: &Stored,
+        cmd: &HrCommand,
+        authorized: bool,
+        sender: Sender<'_>,
+    ) -> Reply {
         let card = self.reply_format == ReplyFormat::Card;
         let event_id = stored.event_id();
-        let reply = match &stored {
-            Stored::New(_) => {
-                let sender = Sender {
-                    name: sender_name.as_deref(),
-                    at,
-                };
-                Reply::receipt(&cmd, authorized, sender, event_id, card)
-            }
-            // A repeat is answered from what was stored, whatever it carries itself.
+        match stored {
+            Stored::New(_) => Reply::receipt(cmd, authorized, sender, event_id, card),
             Stored::Duplicate {
                 text,
                 sender_name,
@@ -167,8 +177,7 @@ impl Ingest {
                 };
                 Reply::receipt(&cmd, *authorized, sender, event_id, card)
             }
-        };
-        Ok(Receipt { stored, reply })
+        }
     }
 
     /// Commits within the reply budget. The committer answers by the deadline with the

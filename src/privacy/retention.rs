@@ -110,31 +110,7 @@ pub async fn batch(
     }
     let mut r = Removed::default();
     if let Some(days) = policy.activity_days {
-        let sql = format!(
-            "with doomed as (select a.event_id from activities a where {} and not {ACTIVITY_HELD} \
-                 order by a.received_at limit $2 for update skip locked), \
-             dead as (delete from outbox_dead d using doomed where d.event_id = doomed.event_id) \
-             update activities a set raw = null, body = null, text = null, sender_id = null, \
-                 sender_name = null, sender_aad_object_id = null, mac = null, \
-                 redacted = 'expired', redacted_at = now() \
-             from doomed where a.event_id = doomed.event_id",
-            old_activity("$1")
-        );
-        let done = sqlx::query(&sql)
-            .bind(days as i32)
-            .bind(limit)
-            .execute(&mut *tx)
-            .await?;
-        r.activities = done.rows_affected();
-        let dead = sqlx::query(
-            "delete from dead_letters where id in (select id from dead_letters \
-             where created_at < now() - make_interval(days => $1) order by id limit $2)",
-        )
-        .bind(days as i32)
-        .bind(limit)
-        .execute(&mut *tx)
-        .await?;
-        r.dead_letters = dead.rows_affected();
+        (r.activities, r.dead_letters) = expire_activities(&mut tx, days, limit).await?;
     }
     if let Some(days) = policy.audit_days {
         let sql = format!(
@@ -155,6 +131,38 @@ pub async fn batch(
     }
     tx.commit().await?;
     Ok(Some(r))
+}
+
+/// Reduces up to `limit` old activities to tombstones and deletes as many old dead letters.
+async fn expire_activities(
+    tx: &mut sqlx::PgConnection,
+    days: u32,
+    limit: i64,
+) -> Result<(u64, u64), sqlx::Error> {
+    let sql = format!(
+        "with doomed as (select a.event_id from activities a where {} and not {ACTIVITY_HELD} \
+             order by a.received_at limit $2 for update skip locked), \
+         dead as (delete from outbox_dead d using doomed where d.event_id = doomed.event_id) \
+         update activities a set raw = null, body = null, text = null, sender_id = null, \
+             sender_name = null, sender_aad_object_id = null, mac = null, \
+             redacted = 'expired', redacted_at = now() \
+         from doomed where a.event_id = doomed.event_id",
+        old_activity("$1")
+    );
+    let done = sqlx::query(&sql)
+        .bind(days as i32)
+        .bind(limit)
+        .execute(&mut *tx)
+        .await?;
+    let dead = sqlx::query(
+        "delete from dead_letters where id in (select id from dead_letters \
+         where created_at < now() - make_interval(days => $1) order by id limit $2)",
+    )
+    .bind(days as i32)
+    .bind(limit)
+    .execute(&mut *tx)
+    .await?;
+    Ok((done.rows_affected(), dead.rows_affected()))
 }
 
 /// Batches until nothing is left (or another worker leads).

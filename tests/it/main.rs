@@ -8,6 +8,7 @@ mod edge;
 mod helpers;
 mod hostile;
 mod outage;
+mod personal;
 mod receiver;
 mod seal;
 mod tls;

@@ -26,10 +26,11 @@ fn hr_message(id: &str, text: &str, who: &str) -> Vec<u8> {
 
 /// A service, its HR audit worker with the sealer (the `worker hr-audit` binary), and a
 /// signing key in a temporary folder.
-struct Sealed {
-    app: TestApp,
-    dir: tempfile::TempDir,
+pub(crate) struct Sealed {
+    pub(crate) app: TestApp,
+    pub(crate) dir: tempfile::TempDir,
     worker: WorkerProcess,
+    env: std::collections::BTreeMap<String, String>,
 }
 
 /// The worker process; killed when dropped, also when an assertion failed, so that it never
@@ -44,7 +45,12 @@ impl Drop for WorkerProcess {
 }
 
 impl Sealed {
-    async fn start() -> Self {
+    pub(crate) async fn start() -> Self {
+        Self::start_with(&[]).await
+    }
+
+    /// With more settings, for the service, its worker and every command.
+    pub(crate) async fn start_with(extra: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let key = dir.path().join("audit.key");
         let signer = NoteSigner::generate("teams-bridge.test/hr-audit").unwrap();
@@ -52,12 +58,14 @@ impl Sealed {
         let public = signer.verifier().to_text();
         std::fs::write(dir.path().join("audit.key.pub"), public).unwrap();
         let key = key.to_str().unwrap().to_string();
-        let env = test_env(&[
-            ("AUDIT_SIGNING_KEY_FILE", &key),
+        let mut settings = vec![
+            ("AUDIT_SIGNING_KEY_FILE", key.as_str()),
             ("AUDIT_LOG_ORIGIN", "teams-bridge.test/hr-audit"),
             ("AUDIT_SEAL_INTERVAL_SECS", "1"),
             ("WORKER_LISTEN_ADDR", "127.0.0.1:0"),
-        ]);
+        ];
+        settings.extend_from_slice(extra);
+        let env = test_env(&settings);
         let app = TestApp::spawn_env(env.clone()).await;
         let worker = Command::new(env!("CARGO_BIN_EXE_teams-bridge"))
             .args(["worker", "hr-audit"])
@@ -70,22 +78,27 @@ impl Sealed {
             app,
             dir,
             worker: WorkerProcess(worker),
+            env,
         }
     }
 
-    fn key(&self) -> PathBuf {
+    pub(crate) fn key(&self) -> PathBuf {
         self.dir.path().join("audit.key")
     }
 
     /// Runs the binary with this service's settings.
-    fn cli(&self, args: &[&str]) -> (i32, String, String) {
+    pub(crate) fn cli(&self, args: &[&str]) -> (i32, String, String) {
+        self.cli_with(&[], args)
+    }
+
+    /// Runs the binary with this service's settings and `extra` ones.
+    pub(crate) fn cli_with(&self, extra: &[(&str, &str)], args: &[&str]) -> (i32, String, String) {
         let out = Command::new(env!("CARGO_BIN_EXE_teams-bridge"))
             .args(args)
             .env_clear()
-            .env("DATABASE_URL", self.app.config.database_url.expose())
-            .env("AUDIT_SIGNING_KEY_FILE", self.key())
-            .env("AUDIT_LOG_ORIGIN", "teams-bridge.test/hr-audit")
-            .env("TEAMS_WEBHOOKS", format!("contoso={CONTOSO_TOKEN}"))
+            .envs(&self.env)
+            .envs(extra.iter().copied())
+            .env("RUST_LOG", "warn")
             .output()
             .unwrap();
         let text = |b: Vec<u8>| String::from_utf8(b).unwrap();
@@ -105,6 +118,11 @@ impl Sealed {
                 .await;
             assert_eq!(r.status(), 200);
         }
+        self.wait_sealed().await;
+    }
+
+    /// Waits until every activity has its entry and every entry is sealed.
+    pub(crate) async fn wait_sealed(&self) {
         // One statement, one snapshot: every activity has its entry, and none waits.
         let query = "select (select count(*) from activities a where not exists \
                          (select 1 from audit_log l where l.event_id = a.event_id)) \
@@ -123,7 +141,7 @@ impl Sealed {
         .await;
     }
 
-    async fn stop(self) {
+    pub(crate) async fn stop(self) {
         let Sealed {
             app, mut worker, ..
         } = self;
@@ -134,11 +152,11 @@ impl Sealed {
     }
 }
 
-async fn one(pool: &sqlx::PgPool, sql: &str) -> String {
+pub(crate) async fn one(pool: &sqlx::PgPool, sql: &str) -> String {
     sqlx::query_scalar(sql).fetch_one(pool).await.unwrap()
 }
 
-async fn exec(pool: &sqlx::PgPool, sql: &str) {
+pub(crate) async fn exec(pool: &sqlx::PgPool, sql: &str) {
     sqlx::query(sql).execute(pool).await.unwrap();
 }
 
