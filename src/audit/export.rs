@@ -47,6 +47,8 @@ pub fn to_csv(entries: &[AuditEntry]) -> Result<String, csv::Error> {
         "webhook",
         "event_id",
         "recorded_at",
+        "authorized",
+        "redacted",
     ])?;
     for e in entries {
         let (activity_at, changes) = (e.activity_at.to_rfc3339(), e.changes.to_string());
@@ -66,6 +68,8 @@ pub fn to_csv(entries: &[AuditEntry]) -> Result<String, csv::Error> {
             &e.webhook,
             &event_id,
             &recorded_at,
+            if e.authorized { "true" } else { "false" },
+            e.redacted.as_deref().unwrap_or(""),
         ];
         w.write_record(row.map(csv_cell).iter().map(|c| c.as_bytes()))?;
     }
@@ -102,6 +106,11 @@ pub fn to_table(entries: &[AuditEntry]) -> String {
                 .collect::<Vec<_>>()
                 .join(" "),
             _ => e.message.clone(),
+        };
+        let detail = match (e.authorized, e.redacted.as_deref()) {
+            (_, Some(why)) if detail.is_empty() => format!("[{why}]"),
+            (false, _) => format!("[not a change: not an HR editor] {detail}"),
+            _ => detail,
         };
         out.push_str(&format!(
             "{:<20} {:<7} {:<12} {:<18} {}\n",
