@@ -21,7 +21,7 @@ use crate::{
     handoff::Handoff,
     http::{self, api::ApiState, health, AppState},
     infra::{db, nats},
-    ingest::{editors::Editors, Committer, Ingest},
+    ingest::{answer::Answers, editors::Editors, Committer, Ingest},
     relay::Relay,
 };
 
@@ -71,7 +71,9 @@ impl Application {
             max_outbox_age: config.ready_max_outbox_age,
         };
         let state = AppState {
-            ingest: Ingest::new(&config, Arc::new(committer)).with_editors(editors.clone()),
+            ingest: Ingest::new(&config, Arc::new(committer))
+                .with_editors(editors.clone())
+                .with_answers(Answers { pool: pool.clone() }),
             api: ApiState::new(pool.clone(), config.audit_api_token.clone()),
             health: health::Health::spawn(Arc::new(dependencies)).await,
             metrics: crate::infra::telemetry::metrics(),

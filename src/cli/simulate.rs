@@ -139,9 +139,30 @@ fn card_lines(reply: &serde_json::Value) -> Vec<String> {
         plain
     };
     let cards = reply["attachments"].as_array().into_iter().flatten();
-    for element in cards.flat_map(|a| a["content"]["body"].as_array().into_iter().flatten()) {
+    for card in cards {
+        let body = card["content"]["body"].as_array().into_iter().flatten();
+        out.extend(body.flat_map(|e| element_lines(e, &unescape)));
+        for action in card["content"]["actions"].as_array().into_iter().flatten() {
+            let (title, url) = (action["title"].as_str(), action["url"].as_str());
+            let (title, url) = (title.unwrap_or_default(), url.unwrap_or_default());
+            out.push(format!("  | [{title}] {url}"));
+        }
+    }
+    out
+}
+
+/// One card element as lines: a text block line by line, facts as `title: value`.
+fn element_lines(element: &serde_json::Value, unescape: &dyn Fn(&str) -> String) -> Vec<String> {
+    let mut out = Vec::new();
+    {
+        let element = element;
         if let Some(text) = element["text"].as_str() {
-            out.push(format!("  | {}", unescape(text)));
+            let text = unescape(text);
+            out.extend(
+                text.lines()
+                    .filter(|l| !l.is_empty())
+                    .map(|l| format!("  | {l}")),
+            );
         }
         for fact in element["facts"].as_array().into_iter().flatten() {
             let (title, value) = (fact["title"].as_str(), fact["value"].as_str());

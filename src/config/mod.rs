@@ -55,6 +55,9 @@ settings! {
     /// `card`: a recorded operation is answered with an Adaptive Card (and the same receipt as
     /// text); `text`: text only
     reply_format: ReplyFormat = "REPLY_FORMAT", Some("card"), required(ReplyFormat::from_str);
+    /// the service's public base URL (`https://hr-bridge.contoso.com`): reply cards link to the
+    /// record's page in its console; unset: no links
+    public_url: Option<String> = "PUBLIC_URL", None, optional(parse::public_url);
     /// time a webhook request may take before it is answered 503 (Teams waits 5 s); 1–4999
     reply_budget: Duration = "REPLY_BUDGET_MS", Some("4000"), required(parse::reply_budget);
     /// largest request body; larger gets 413 (a declared `Content-Length` over it, before the

@@ -120,6 +120,16 @@ pub(crate) fn api_token(s: &str) -> Result<Secret<String>, String> {
     }
 }
 
+/// The service's public base URL (`https://hr-bridge.contoso.com`), without a trailing
+/// slash, query or fragment: links in cards are built on it.
+pub(crate) fn public_url(s: &str) -> Result<String, String> {
+    let s = url(s.trim(), &["https", "http"])?.trim_end_matches('/');
+    match s.contains(['?', '#', ' ', '"', '<', '>']) {
+        true => Err("expected a base URL without query, fragment or spaces".into()),
+        false => Ok(s.to_string()),
+    }
+}
+
 /// `1`/`true`/`yes` or `0`/`false`/`no`.
 pub(crate) fn flag(s: &str) -> Result<bool, String> {
     match s.trim().to_ascii_lowercase().as_str() {

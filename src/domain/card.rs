@@ -1,7 +1,8 @@
 //! The receipt as an Adaptive Card (the reply an outgoing webhook may give besides text):
 //! what was recorded — the operation, the record, each changed field — who and when, and the
-//! receipt. Built with serde types, never from string templates. Outgoing webhooks may use no
-//! action but `Action.OpenUrl`; this card has none until the console it would open exists.
+//! receipt, and (with `PUBLIC_URL`) a link to the record's page in the console. Built with
+//! serde types, never from string templates. Outgoing webhooks may use no action but
+//! `Action.OpenUrl`: [`Action`] has no other variant, so no other can be built.
 //!
 //! Everything a user typed is escaped for the card's markdown (every ASCII punctuation mark
 //! gets a backslash, as CommonMark allows), so it cannot become a link, a mention or
@@ -44,6 +45,62 @@ pub struct AdaptiveCard {
     pub version: &'static str,
     /// What the card shows.
     pub body: Vec<Element>,
+    /// Links (only `Action.OpenUrl` exists).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub actions: Vec<Action>,
+}
+
+/// A card action: outgoing webhooks allow `Action.OpenUrl` only.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(tag = "type")]
+pub enum Action {
+    /// Opens a URL in the browser.
+    #[serde(rename = "Action.OpenUrl")]
+    OpenUrl {
+        /// The button's label.
+        title: String,
+        /// Where it goes.
+        url: String,
+    },
+}
+
+/// Where the console lives (`PUBLIC_URL`), for links from cards.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Links {
+    /// The service's public base URL, no trailing slash.
+    pub base: String,
+}
+
+impl Links {
+    /// The record's page (record ids are `[A-Za-z0-9_-]`: safe in a path).
+    pub fn record(&self, record: &str) -> String {
+        format!("{}/console/records/{record}", self.base)
+    }
+
+    /// A link to the record's page.
+    pub fn open_record(links: Option<&Links>, title: &str, record: &str) -> Vec<Action> {
+        links
+            .map(|l| Action::OpenUrl {
+                title: title.into(),
+                url: l.record(record),
+            })
+            .into_iter()
+            .collect()
+    }
+}
+
+/// A card of these elements and actions.
+pub fn card(body: Vec<Element>, actions: Vec<Action>) -> Attachment {
+    Attachment {
+        content_type: CONTENT_TYPE,
+        content: AdaptiveCard {
+            kind: "AdaptiveCard",
+            schema: "http://adaptivecards.io/schemas/adaptive-card.json",
+            version: "1.4",
+            body,
+            actions,
+        },
+    }
 }
 
 /// A card element.
@@ -99,7 +156,8 @@ pub fn escape(text: &str, max: usize) -> String {
     out
 }
 
-fn text(text: String, weight: Option<&'static str>, size: Option<&'static str>) -> Element {
+/// A wrapping text block.
+pub fn text(text: String, weight: Option<&'static str>, size: Option<&'static str>) -> Element {
     Element::TextBlock {
         text,
         weight,
@@ -114,27 +172,13 @@ pub fn receipt_card(
     who: Option<&str>,
     when: Option<DateTime<Utc>>,
     event_id: Uuid,
+    links: Option<&Links>,
 ) -> Option<Attachment> {
     let record = cmd.record_id.as_deref()?;
     let op = cmd.operation.as_str().to_uppercase();
     let entity = cmd.entity.as_deref().unwrap_or("employee");
     let title = format!("Recorded {op} of {entity} {}", escape(record, 64));
-    let mut facts: Vec<Fact> = cmd
-        .changes
-        .iter()
-        .take(MAX_FACTS)
-        .map(|(f, v)| Fact {
-            title: escape(f, 64),
-            value: escape(v, MAX_VALUE),
-        })
-        .collect();
-    if cmd.changes.len() > MAX_FACTS {
-        let more = cmd.changes.len() - MAX_FACTS;
-        facts.push(Fact {
-            title: "…".into(),
-            value: format!("{more} more fields"),
-        });
-    }
+    let facts = facts(&cmd.changes);
     let by = who.map_or("someone".to_string(), |w| escape(w, 80));
     let at = when.map(|t| format!(" at {}", t.to_rfc3339_opts(SecondsFormat::Secs, true)));
     let mut body = vec![text(title, Some("bolder"), None)];
@@ -147,15 +191,28 @@ pub fn receipt_card(
         None,
     ));
     body.push(text(format!("Receipt {event_id}"), None, Some("small")));
-    Some(Attachment {
-        content_type: CONTENT_TYPE,
-        content: AdaptiveCard {
-            kind: "AdaptiveCard",
-            schema: "http://adaptivecards.io/schemas/adaptive-card.json",
-            version: "1.4",
-            body,
-        },
-    })
+    let actions = Links::open_record(links, "Open the record", record);
+    Some(card(body, actions))
+}
+
+/// The facts of changed fields, cut to the card's limits.
+pub fn facts(changes: &[(String, String)]) -> Vec<Fact> {
+    let mut facts: Vec<Fact> = changes
+        .iter()
+        .take(MAX_FACTS)
+        .map(|(f, v)| Fact {
+            title: escape(f, 64),
+            value: escape(v, MAX_VALUE),
+        })
+        .collect();
+    if changes.len() > MAX_FACTS {
+        let more = changes.len() - MAX_FACTS;
+        facts.push(Fact {
+            title: "…".into(),
+            value: format!("{more} more fields"),
+        });
+    }
+    facts
 }
 
 #[cfg(test)]
@@ -178,7 +235,7 @@ mod tests {
     #[test]
     fn an_update_becomes_a_card_of_its_fields_and_a_note_none() {
         let cmd = parse(r#"<at>HR</at> update employee E-1042 title="Senior Engineer" band=7"#);
-        let card = receipt_card(&cmd, Some("Jane Doe"), None, Uuid::nil()).unwrap();
+        let card = receipt_card(&cmd, Some("Jane Doe"), None, Uuid::nil(), None).unwrap();
         let json = serde_json::to_value(&card).unwrap();
         assert_eq!(json["contentType"], CONTENT_TYPE);
         assert_eq!(json["content"]["version"], "1.4");
@@ -190,7 +247,7 @@ mod tests {
             json["content"].get("actions").is_none(),
             "no action at all for now"
         );
-        assert!(receipt_card(&parse("hello"), None, None, Uuid::nil()).is_none());
+        assert!(receipt_card(&parse("hello"), None, None, Uuid::nil(), None).is_none());
     }
 
     #[test]
@@ -199,7 +256,7 @@ mod tests {
             .map(|i| format!(" f{i}=\"{}\"", "x".repeat(2000)))
             .collect();
         let cmd = parse(&format!("update employee E-1{fields}"));
-        let card = receipt_card(&cmd, Some(&"n".repeat(5000)), None, Uuid::nil()).unwrap();
+        let card = receipt_card(&cmd, Some(&"n".repeat(5000)), None, Uuid::nil(), None).unwrap();
         let size = serde_json::to_vec(&card).unwrap().len();
         assert!(size < 16 * 1024, "{size} bytes");
     }

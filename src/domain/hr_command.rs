@@ -22,6 +22,14 @@
 //! Inside quotes a backslash escapes a quote or a backslash and is otherwise
 //! kept literally.
 //!
+//! Questions are answered in the thread (and recorded like every message):
+//!
+//! ```text
+//! question  := history ws [entity ws] record_id ws?     (the record's last changes; a read)
+//!            | verb-read ws entity ws record_id ws?      (`view employee E-1042`: its fields)
+//!            | help | ?                                  (this grammar; a note)
+//! ```
+//!
 //! Parsing never fails. A message whose first word is not a verb is ordinary
 //! chat and becomes a [`Operation::Note`] without a hint; one that starts with
 //! a verb but is malformed becomes a note whose `hint` says what is wrong, so
@@ -106,9 +114,22 @@ impl fmt::Display for Operation {
     }
 }
 
+/// A question the reply answers from the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Question {
+    /// `history E-1042`: the record's last changes, newest first.
+    History,
+    /// `view employee E-1042`: the record's current fields.
+    View,
+    /// `help`: the grammar.
+    Help,
+}
+
 /// The result of reading one message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HrCommand {
+    /// A question to answer in the thread, if it is one.
+    pub question: Option<Question>,
     /// What the message asks for; `Note` when it is not an operation.
     pub operation: Operation,
     /// `Some("employee")` for operations, `None` for notes.
@@ -155,11 +176,35 @@ impl HrCommand {
 /// Never fails: anything that is not an operation is a note.
 pub fn parse(html: &str) -> HrCommand {
     let text = plain_text(html);
-    let (operation, record_id, changes, hint) = match parse_operation(&text) {
+    let first = split_word(&text).0;
+    if (first.eq_ignore_ascii_case("help") && split_word(&text).1.trim().is_empty()) || text == "?"
+    {
+        return HrCommand {
+            question: Some(Question::Help),
+            operation: Operation::Note,
+            entity: None,
+            record_id: None,
+            changes: Vec::new(),
+            text,
+            hint: None,
+        };
+    }
+    let history = first.eq_ignore_ascii_case("history");
+    let parsed = match history {
+        true => parse_history(&text),
+        false => parse_operation(&text),
+    };
+    let (operation, record_id, changes, hint) = match parsed {
         Ok((op, id, changes)) => (op, Some(id), changes, None),
         Err(hint) => (Operation::Note, None, Vec::new(), hint),
     };
+    let question = match operation {
+        Operation::Read if history => Some(Question::History),
+        Operation::Read => Some(Question::View),
+        _ => None,
+    };
     HrCommand {
+        question,
         operation,
         entity: record_id.as_ref().map(|_| "employee".to_string()),
         record_id,
@@ -170,6 +215,24 @@ pub fn parse(html: &str) -> HrCommand {
 }
 
 type Parsed = (Operation, String, Vec<(String, String)>);
+
+/// `history [employee] E-1042`: a read of the record.
+fn parse_history(text: &str) -> Result<Parsed, Option<String>> {
+    let rest = split_word(text).1.trim_start();
+    let (word, after) = split_word(rest);
+    let rest = if is_entity(word) {
+        after.trim_start()
+    } else {
+        rest
+    };
+    let (record_id, rest) = record_id(rest).map_err(Some)?;
+    if !rest.trim().is_empty() {
+        return Err(Some(
+            "history takes a record id only (history E-1042)".into(),
+        ));
+    }
+    Ok((Operation::Read, record_id, Vec::new()))
+}
 
 /// `Err(None)` means ordinary chat, `Err(Some(hint))` a malformed command.
 fn parse_operation(text: &str) -> Result<Parsed, Option<String>> {
@@ -598,6 +661,33 @@ mod tests {
         let hinted = cmd("promote employee E-1042").summary();
         let want = format!(r#"Recorded as a note (unknown verb "promote"). {example}"#);
         assert_eq!(hinted, want);
+    }
+
+    #[test]
+    fn questions_are_reads_or_a_note_and_say_what_they_ask() {
+        let h = cmd("history E-1042");
+        assert_eq!(
+            (h.operation, h.question),
+            (Operation::Read, Some(Question::History))
+        );
+        assert_eq!(h.record_id.as_deref(), Some("E-1042"));
+        assert_eq!(
+            cmd("History employee E-7").record_id.as_deref(),
+            Some("E-7")
+        );
+        let bad = cmd("history E-1 please");
+        assert_eq!((bad.operation, bad.question), (Operation::Note, None));
+        assert!(bad.hint.unwrap().contains("record id only"));
+        assert_eq!(cmd("view employee E-1042").question, Some(Question::View));
+        for help in ["help", "HELP", "?"] {
+            let c = cmd(help);
+            assert_eq!(
+                (c.operation, c.question),
+                (Operation::Note, Some(Question::Help))
+            );
+        }
+        assert_eq!(cmd("help me with E-1").question, None);
+        assert_eq!(cmd("update employee E-1 a=b").question, None);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! Depends on nothing else in the crate; everything else may depend on it.
 
 pub mod activity;
+pub mod answer;
 pub mod audit_leaf;
 pub mod card;
 pub mod event;

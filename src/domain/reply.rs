@@ -25,6 +25,15 @@ pub struct Reply {
     pub attachments: Vec<Attachment>,
 }
 
+/// How replies look: cards or text only, and where the console is (for links).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Style {
+    /// Cards beside the text (`REPLY_FORMAT=card`).
+    pub card: bool,
+    /// The console's base URL (`PUBLIC_URL`); without it, no links.
+    pub links: Option<card::Links>,
+}
+
 /// Who sent an activity and when, for the card.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Sender<'a> {
@@ -53,7 +62,7 @@ impl Reply {
         authorized: bool,
         sender: Sender<'_>,
         event_id: Uuid,
-        card: bool,
+        style: &Style,
     ) -> Self {
         if !authorized {
             return Self::text(format!(
@@ -61,8 +70,9 @@ impl Reply {
             ));
         }
         let mut reply = Self::text(format!("{} — receipt {event_id}", cmd.summary()));
-        if card {
-            let card = card::receipt_card(cmd, sender.name, sender.at, event_id);
+        if style.card {
+            let links = style.links.as_ref();
+            let card = card::receipt_card(cmd, sender.name, sender.at, event_id, links);
             reply.attachments.extend(card);
         }
         reply
@@ -78,7 +88,11 @@ mod tests {
     fn a_change_by_someone_not_an_editor_is_answered_plainly_with_its_receipt() {
         let cmd = parse("update employee E-1042 title=Boss");
         let id = Uuid::nil();
-        let r = Reply::receipt(&cmd, false, Sender::default(), id, true);
+        let card = Style {
+            card: true,
+            links: None,
+        };
+        let r = Reply::receipt(&cmd, false, Sender::default(), id, &card);
         assert_eq!(
             r.text,
             format!(
@@ -86,10 +100,10 @@ mod tests {
             )
         );
         assert!(r.attachments.is_empty(), "no card claims it was recorded");
-        let ok = Reply::receipt(&cmd, true, Sender::default(), id, true);
+        let ok = Reply::receipt(&cmd, true, Sender::default(), id, &card);
         assert!(ok.text.starts_with("Recorded UPDATE of employee E-1042"));
         assert_eq!(ok.attachments.len(), 1);
-        let text = Reply::receipt(&cmd, true, Sender::default(), id, false);
+        let text = Reply::receipt(&cmd, true, Sender::default(), id, &Style::default());
         assert!(text.attachments.is_empty());
     }
 }

@@ -4,6 +4,7 @@
 //! [`IngestError`]s with a stable code and an outcome label. The HTTP adapter around it is
 //! `http::webhook`; ingest itself knows nothing of HTTP.
 
+pub mod answer;
 mod attempt;
 pub mod committer;
 pub mod editors;

@@ -12,13 +12,17 @@ use bytes::Bytes;
 use tokio::sync::Semaphore;
 use uuid::Uuid;
 
-use super::{editors::Editors, IngestError, NewActivity, Store, StoreError, Stored};
+use super::{
+    answer::Answers, editors::Editors, IngestError, NewActivity, Store, StoreError, Stored,
+};
 use crate::{
     config::{Config, ReplyFormat},
     domain::{
         activity::Activity,
-        hr_command::{self, HrCommand},
-        reply::{Reply, Sender},
+        answer,
+        card::Links,
+        hr_command::{self, HrCommand, Question},
+        reply::{Reply, Sender, Style},
         signature::{self, KeyRing},
     },
 };
@@ -40,9 +44,15 @@ pub struct Ingest {
     store: Arc<dyn Store>,
     reply_budget: Duration,
     body_limit: usize,
-    reply_format: ReplyFormat,
+    style: Style,
     editors: Arc<Editors>,
+    answers: Option<Arc<Answers>>,
 }
+
+/// Time kept back from the reply budget when answering a question, for writing the reply.
+const ANSWER_MARGIN: Duration = Duration::from_millis(300);
+/// Longest a question may take to answer; after it the reply is the receipt alone.
+const ANSWER_MAX: Duration = Duration::from_millis(1500);
 
 /// A stored request's answer.
 #[derive(Debug, Clone)]
@@ -77,9 +87,19 @@ impl Ingest {
             store,
             reply_budget: config.reply_budget,
             body_limit: config.body_limit,
-            reply_format: config.reply_format,
+            style: Style {
+                card: config.reply_format == ReplyFormat::Card,
+                links: config.public_url.clone().map(|base| Links { base }),
+            },
             editors: Arc::default(),
+            answers: None,
         }
+    }
+
+    /// Answers questions (`history`, `view`) from this Postgres; without, they get the receipt.
+    pub fn with_answers(mut self, answers: Answers) -> Self {
+        self.answers = Some(Arc::new(answers));
+        self
     }
 
     /// Decides changes from these HR editors lists (kept fresh by `editors::keep_fresh`);
@@ -146,7 +166,10 @@ impl Ingest {
             name: sender_name.as_deref(),
             at,
         };
-        let reply = self.reply(&stored, &cmd, authorized, sender);
+        let reply = match self.answer(&cmd, name, stored.event_id(), started).await {
+            Some(answer) => answer,
+            None => self.reply(&stored, &cmd, authorized, sender),
+        };
         Ok(Receipt { stored, reply })
     }
 
@@ -159,10 +182,9 @@ impl Ingest {
         authorized: bool,
         sender: Sender<'_>,
     ) -> Reply {
-        let card = self.reply_format == ReplyFormat::Card;
-        let event_id = stored.event_id();
+        let (style, event_id) = (&self.style, stored.event_id());
         match stored {
-            Stored::New(_) => Reply::receipt(cmd, authorized, sender, event_id, card),
+            Stored::New(_) => Reply::receipt(cmd, authorized, sender, event_id, style),
             Stored::Duplicate {
                 text,
                 sender_name,
@@ -175,9 +197,44 @@ impl Ingest {
                     name: sender_name.as_deref(),
                     at: *at,
                 };
-                Reply::receipt(&cmd, *authorized, sender, event_id, card)
+                Reply::receipt(&cmd, *authorized, sender, event_id, style)
             }
         }
+    }
+
+    /// The answer to a question, built inside what is left of the reply budget (at most
+    /// [`ANSWER_MAX`]); when it cannot be, the receipt says the answer is in the console.
+    /// `None`: not a question (or no database to answer from).
+    async fn answer(
+        &self,
+        cmd: &HrCommand,
+        webhook: &str,
+        receipt: Uuid,
+        started: Instant,
+    ) -> Option<Reply> {
+        let links = self.style.links.as_ref();
+        let mut reply = match (cmd.question?, cmd.record_id.as_deref()) {
+            (Question::Help, _) => answer::help(receipt),
+            (_, None) => return None,
+            (question, Some(record)) => {
+                let answers = self.answers.as_ref()?;
+                let left = (started + self.reply_budget).saturating_duration_since(Instant::now());
+                let budget = left.saturating_sub(ANSWER_MARGIN).min(ANSWER_MAX);
+                let changes = tokio::time::timeout(budget, answers.changes(webhook, record));
+                match (question, changes.await) {
+                    (Question::History, Ok(Ok(c))) => answer::history(record, &c, receipt, links),
+                    (_, Ok(Ok(mut c))) => {
+                        c.reverse();
+                        answer::view(record, &answer::fold(&c), receipt, links)
+                    }
+                    _ => answer::unavailable(Some(record), receipt, links),
+                }
+            }
+        };
+        if !self.style.card {
+            reply.attachments.clear();
+        }
+        Some(reply)
     }
 
     /// Commits within the reply budget. The committer answers by the deadline with the

@@ -399,7 +399,7 @@ fn actions_are_open_url(v: &serde_json::Value) -> bool {
 
 #[tokio::test]
 async fn every_reply_card_is_an_adaptive_card_1_4_with_open_url_actions_only_and_under_28_kb() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with(&[("PUBLIC_URL", "https://hr.example.test/")]).await;
     let many: String = (0..120)
         .map(|i| format!(" f{i}=\"{}\"", "v".repeat(500)))
         .collect();
@@ -410,6 +410,9 @@ async fn every_reply_card_is_an_adaptive_card_1_4_with_open_url_actions_only_and
             .to_string(),
         format!("update employee E-7{many}"),
         "just chatting".to_string(),
+        "history E-1042".to_string(),
+        "help".to_string(),
+        "history E-7".to_string(),
     ];
     let mut bodies: Vec<Vec<u8>> = REQUEST_FIXTURES.iter().map(|f| fixture(f)).collect();
     for (i, text) in texts.iter().enumerate() {
@@ -417,7 +420,7 @@ async fn every_reply_card_is_an_adaptive_card_1_4_with_open_url_actions_only_and
             "text": format!("<at>HR</at> {text}"), "from": {"name": "Jane Doe"}});
         bodies.push(serde_json::to_vec(&activity).unwrap());
     }
-    let mut cards = 0;
+    let (mut cards, mut opens) = (0, 0);
     for body in &bodies {
         let r = app.post_signed("contoso", body).await;
         assert_eq!(r.status(), 200);
@@ -425,11 +428,24 @@ async fn every_reply_card_is_an_adaptive_card_1_4_with_open_url_actions_only_and
         assert!(bytes.len() < 28 * 1024, "a reply of {} bytes", bytes.len());
         let reply: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
         assert!(
-            reply["text"].as_str().unwrap().contains("receipt"),
+            reply["text"]
+                .as_str()
+                .unwrap()
+                .to_lowercase()
+                .contains("receipt"),
             "{reply}"
         );
         for a in reply["attachments"].as_array().into_iter().flatten() {
             cards += 1;
+            let links = a["content"]["actions"].as_array().into_iter().flatten();
+            for link in links {
+                let url = link["url"].as_str().unwrap();
+                assert!(
+                    url.starts_with("https://hr.example.test/console/records/E-"),
+                    "{url}"
+                );
+                opens += 1;
+            }
             assert_eq!(a["contentType"], "application/vnd.microsoft.card.adaptive");
             assert_eq!(a["content"]["version"], "1.4", "{a}");
             assert!(actions_are_open_url(a), "{a}");
@@ -440,7 +456,14 @@ async fn every_reply_card_is_an_adaptive_card_1_4_with_open_url_actions_only_and
             );
         }
     }
-    assert_eq!(cards, 4, "one card per recorded operation; notes are text");
+    assert_eq!(
+        cards, 7,
+        "one card per recorded operation and per answer; notes are text"
+    );
+    assert_eq!(
+        opens, 6,
+        "every card about a record links to its page (help has none)"
+    );
     app.stop().await;
 
     let text_only = TestApp::spawn_with(&[("REPLY_FORMAT", "text")]).await;
@@ -456,4 +479,52 @@ async fn every_reply_card_is_an_adaptive_card_1_4_with_open_url_actions_only_and
         .unwrap()
         .starts_with("Recorded UPDATE of employee E-1042"));
     text_only.stop().await;
+}
+
+#[tokio::test]
+async fn questions_in_the_thread_are_answered_at_once_even_before_the_worker_has_written_the_log() {
+    // No worker runs here: the answers come from the activities the grammar reads, the gap
+    // an entry spends on its way through the stream closed.
+    let app = TestApp::spawn().await;
+    let post = |id: &str, text: &str, who: &str| {
+        let activity = serde_json::json!({"type": "message", "id": id,
+            "timestamp": format!("2026-11-27T10:00:0{}Z", id.len() % 10),
+            "text": format!("<at>HR</at> {text}"), "from": {"name": who, "aadObjectId": "aad-1"}});
+        let body = serde_json::to_vec(&activity).unwrap();
+        let app = &app;
+        async move {
+            let r = app.post_signed("contoso", &body).await;
+            assert_eq!(r.status(), 200);
+            r.json::<serde_json::Value>().await.unwrap()
+        }
+    };
+    post(
+        "q",
+        r#"create employee E-1042 name="Jane Doe" title=Engineer"#,
+        "Ann",
+    )
+    .await;
+    post("qq", "update employee E-1042 title=Lead", "Bob").await;
+    post("qqq", "update employee E-1043 title=Other", "Bob").await;
+    let history = post("qqqq", "history E-1042", "Cy").await;
+    let text = history["text"].as_str().unwrap();
+    assert!(text.starts_with("Employee E\\-1042 — 2 changes"), "{text}");
+    let (lead, create) = (
+        text.find("title=Lead").unwrap(),
+        text.find("CREATE").unwrap(),
+    );
+    assert!(lead < create, "newest first: {text}");
+    assert!(!text.contains("Other"), "{text}");
+    let view = post("qqqqq", "view employee E-1042", "Cy").await;
+    let text = view["text"].as_str().unwrap();
+    assert!(text.contains("title: Lead (set by Bob at"), "{text}");
+    assert!(text.contains("name: Jane Doe (set by Ann at"), "{text}");
+    let help = post("qqqqqq", "help", "Cy").await;
+    assert!(help["text"].as_str().unwrap().contains("history E-1042"));
+    let none = post("qqqqqqq", "history E-404", "Cy").await;
+    assert!(none["text"]
+        .as_str()
+        .unwrap()
+        .starts_with("No recorded changes of employee E\\-404"));
+    app.stop().await;
 }
