@@ -154,21 +154,15 @@ fn card_lines(reply: &serde_json::Value) -> Vec<String> {
 /// One card element as lines: a text block line by line, facts as `title: value`.
 fn element_lines(element: &serde_json::Value, unescape: &dyn Fn(&str) -> String) -> Vec<String> {
     let mut out = Vec::new();
-    {
-        let element = element;
-        if let Some(text) = element["text"].as_str() {
-            let text = unescape(text);
-            out.extend(
-                text.lines()
-                    .filter(|l| !l.is_empty())
-                    .map(|l| format!("  | {l}")),
-            );
-        }
-        for fact in element["facts"].as_array().into_iter().flatten() {
-            let (title, value) = (fact["title"].as_str(), fact["value"].as_str());
-            let (title, value) = (title.unwrap_or_default(), value.unwrap_or_default());
-            out.push(format!("  |   {}: {}", unescape(title), unescape(value)));
-        }
+    if let Some(text) = element["text"].as_str() {
+        let text = unescape(text);
+        let lines = text.lines().filter(|l| !l.is_empty());
+        out.extend(lines.map(|l| format!("  | {l}")));
+    }
+    for fact in element["facts"].as_array().into_iter().flatten() {
+        let (title, value) = (fact["title"].as_str(), fact["value"].as_str());
+        let (title, value) = (title.unwrap_or_default(), value.unwrap_or_default());
+        out.push(format!("  |   {}: {}", unescape(title), unescape(value)));
     }
     out
 }
