@@ -8,6 +8,7 @@ pub mod bundle;
 pub mod entry;
 pub mod export;
 pub mod query;
+mod redaction;
 pub mod report;
 pub mod seal;
 pub mod verify;

@@ -71,6 +71,8 @@ pub struct Report {
     pub erased: u64,
     /// Sealed entries whose personal fields were removed by retention (`AUDIT_RETENTION_DAYS`).
     pub expired: u64,
+    /// The leaf indexes of the erased entries.
+    pub erased_leaves: Vec<i64>,
     /// Entries `--evidence` skipped: their activity, or their own content, was erased or expired.
     pub evidence_skipped: u64,
     /// Entries written by an operator (`grant`, `revoke`, `erase`): no Teams activity by design.

@@ -12,6 +12,7 @@ use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use super::redaction::{check_erasures, evidence_skip, redaction, Redaction};
 pub use super::report::{Problem, Report};
 use super::AuditEntry;
 use crate::{
@@ -35,12 +36,16 @@ pub struct VerifyOptions<'a> {
     pub webhooks: &'a [Webhook],
     /// Checkpoints saved earlier (signed notes), which today's tree must extend.
     pub saved: Vec<String>,
+    /// `ACTIVITY_RETENTION_DAYS` here: an activity removed as expired must be older.
+    pub activity_retention_days: Option<u32>,
+    /// `AUDIT_RETENTION_DAYS` here: an entry whose personal fields expired must be older.
+    pub audit_retention_days: Option<u32>,
 }
 
 #[derive(sqlx::FromRow)]
-struct Row {
+pub(super) struct Row {
     #[sqlx(flatten)]
-    entry: AuditEntry,
+    pub(super) entry: AuditEntry,
     personal_salt: Option<Vec<u8>>,
     personal_digest: Option<Vec<u8>>,
     raw_sha256: Option<Vec<u8>>,
@@ -50,10 +55,11 @@ struct Row {
     mac: Option<Vec<u8>>,
     fallback_time: Option<DateTime<Utc>>,
     activity_webhook: Option<String>,
-    activity_redacted: Option<String>,
+    pub(super) activity_redacted: Option<String>,
     activity_authorized: Option<bool>,
-    redacted_at: Option<DateTime<Utc>>,
-    erased_by: Option<Uuid>,
+    pub(super) erased_by: Option<Uuid>,
+    /// A legal hold covers the entry (its record, or its actor).
+    pub(super) held: bool,
 }
 
 /// Operations an operator writes from the command line, with no Teams activity behind them.
@@ -66,7 +72,9 @@ const ROWS: &str = "\
            a.leaf_hash, a.leaf_index as stored_index, a.sealed_in, x.raw, x.mac, \
            coalesce(x.activity_timestamp, x.received_at) as fallback_time, \
            x.webhook as activity_webhook, x.redacted as activity_redacted, \
-           x.authorized as activity_authorized, a.redacted_at, a.erased_by \
+           x.authorized as activity_authorized, a.erased_by, \
+           exists (select 1 from legal_holds h where (h.kind = 'record' and h.value = a.record_id) \
+                   or (h.kind = 'actor' and h.value = a.actor_aad_object_id)) as held \
     from audit_log a left join activities x using (event_id) order by a.leaf_index";
 
 fn hash(bytes: &Option<Vec<u8>>) -> Option<Hash> {
@@ -95,12 +103,12 @@ pub async fn verify(pool: &PgPool, options: &VerifyOptions<'_>) -> Result<Report
         tree_size: tree_size as u64,
         ..Default::default()
     };
-    let leaves = check_leaves(&rows, tree_size, &checkpoints, &mut report);
+    let leaves = check_leaves(&rows, tree_size, &checkpoints, options, &mut report);
     check_erasures(&rows, &mut report);
     check_checkpoints(&leaves, &checkpoints, options, &mut report);
     check_saved(&leaves, options, &mut report);
     if options.evidence {
-        check_evidence(&rows, options.webhooks, &mut report);
+        check_evidence(&rows, options, &mut report);
     }
     Ok(report)
 }
@@ -110,6 +118,7 @@ fn check_leaves(
     rows: &[Row],
     tree_size: i64,
     checkpoints: &[(i64, Vec<u8>, String)],
+    options: &VerifyOptions<'_>,
     report: &mut Report,
 ) -> Vec<Option<Hash>> {
     let sizes: Vec<i64> = checkpoints.iter().map(|c| c.0).collect();
@@ -145,13 +154,13 @@ fn check_leaves(
                 report.problems.push(Problem::Missing { leaf_index: i });
                 None
             }
-            Some(row) => Some(recompute(row, i, report)),
+            Some(row) => Some(recompute(row, i, options, report)),
         })
         .collect()
 }
 
 /// The leaf of one sealed row, from its stored fields; differences are reported.
-fn recompute(row: &Row, index: i64, report: &mut Report) -> Hash {
+fn recompute(row: &Row, index: i64, options: &VerifyOptions<'_>, report: &mut Report) -> Hash {
     let e = &row.entry;
     let mut modified = |detail: &str| {
         let (event_id, detail) = (e.event_id, detail.to_string());
@@ -169,10 +178,13 @@ fn recompute(row: &Row, index: i64, report: &mut Report) -> Hash {
         .personal_salt
         .as_deref()
         .and_then(|s| <[u8; 16]>::try_from(s).ok());
-    match (salt, redaction(row)) {
+    match (salt, redaction(row, options.audit_retention_days)) {
         (Some(s), _) if personal_digest(&s, &fields) == personal => {}
         (Some(_), _) => modified("its names, changes or message differ from what was sealed"),
-        (None, Ok(Redaction::Erased)) => report.erased += 1,
+        (None, Ok(Redaction::Erased)) => {
+            report.erased += 1;
+            report.erased_leaves.push(index);
+        }
         (None, Ok(Redaction::Expired)) => report.expired += 1,
         (None, Err(why)) => modified(why),
     }
@@ -187,71 +199,6 @@ fn recompute(row: &Row, index: i64, report: &mut Report) -> Hash {
         modified("its sealed fields differ from its leaf");
     }
     leaf
-}
-
-enum Redaction {
-    Erased,
-    Expired,
-}
-
-/// Why a sealed entry has no salt, if the reason holds: its personal fields were removed by
-/// an erasure the log records, or by retention after at least a day. Anything else is
-/// tampering.
-fn redaction(row: &Row) -> Result<Redaction, &'static str> {
-    let e = &row.entry;
-    let emptied = e.message.is_empty() && e.changes.as_object().is_some_and(|o| o.is_empty());
-    match e.redacted.as_deref() {
-        _ if !emptied => Err("its salt is gone but its changes or message are not"),
-        Some("erased") if row.erased_by.is_some() => Ok(Redaction::Erased),
-        Some("expired")
-            if e.actor_name.is_none()
-                && e.actor_aad_object_id.is_none()
-                && row
-                    .redacted_at
-                    .is_some_and(|at| at - e.activity_at >= chrono::TimeDelta::days(1)) =>
-        {
-            Ok(Redaction::Expired)
-        }
-        Some("erased") => Err("marked erased, but by no erase entry"),
-        Some(_) => Err("marked expired before any retention could have removed it"),
-        None => Err("its salt is gone: its names, changes or message cannot be checked"),
-    }
-}
-
-/// Each `erase` entry says how many entries it erased; exactly that many name it, and every
-/// entry marked erased names an `erase` entry of the log.
-fn check_erasures(rows: &[Row], report: &mut Report) {
-    let mut named: HashMap<Uuid, u64> = HashMap::new();
-    for row in rows
-        .iter()
-        .filter(|r| r.entry.redacted.as_deref() == Some("erased"))
-    {
-        if let Some(by) = row.erased_by {
-            *named.entry(by).or_default() += 1;
-        }
-    }
-    for row in rows.iter().filter(|r| r.entry.operation == "erase") {
-        let e = &row.entry;
-        let said = e.changes.get("audit_entries").and_then(|v| v.as_u64());
-        let found = named.remove(&e.event_id).unwrap_or_default();
-        if said.is_some_and(|n| n != found) {
-            let detail = format!(
-                "it says it erased {} entries; {found} name it",
-                said.unwrap_or_default()
-            );
-            report.problems.push(Problem::Evidence {
-                event_id: e.event_id,
-                detail,
-            });
-        }
-    }
-    for (by, _) in named {
-        let detail = format!("entries are marked erased by {by}, which is no erase entry");
-        report.problems.push(Problem::Evidence {
-            event_id: by,
-            detail,
-        });
-    }
 }
 
 /// Each stored checkpoint: signed by the key, its row agrees with its note, and its root is
@@ -359,17 +306,41 @@ fn check_saved(leaves: &[Option<Hash>], options: &VerifyOptions<'_>, report: &mu
 
 /// Every entry against its activity: the activity exists, carries a valid Teams HMAC, and
 /// says what the entry says.
-fn check_evidence(rows: &[Row], webhooks: &[Webhook], report: &mut Report) {
+fn check_evidence(rows: &[Row], options: &VerifyOptions<'_>, report: &mut Report) {
+    let webhooks = options.webhooks;
     let keys: HashMap<&str, &Webhook> = webhooks.iter().map(|w| (w.name.as_str(), w)).collect();
     for row in rows {
         let e = &row.entry;
-        if row.activity_redacted.is_some() || e.redacted.is_some() {
-            report.evidence_skipped += 1;
+        let operator = OPERATOR_OPERATIONS.contains(&e.operation.as_str());
+        // Sealed with no activity behind it, and no erasure to explain why: not from Teams.
+        if row.stored_index.is_some()
+            && row.raw_sha256.is_none()
+            && !operator
+            && e.redacted.is_none()
+        {
+            report.problems.push(Problem::Inserted {
+                event_id: e.event_id,
+            });
             continue;
         }
+        match evidence_skip(
+            row,
+            options.audit_retention_days,
+            options.activity_retention_days,
+        ) {
+            Ok(false) => {}
+            Ok(true) => {
+                report.evidence_skipped += 1;
+                continue;
+            }
+            Err(detail) => {
+                let event_id = e.event_id;
+                report.problems.push(Problem::Evidence { event_id, detail });
+                continue;
+            }
+        }
         let Some(raw) = &row.raw else {
-            if row.activity_webhook.is_none() && OPERATOR_OPERATIONS.contains(&e.operation.as_str())
-            {
+            if row.activity_webhook.is_none() && operator {
                 report.operator_entries += 1;
             } else {
                 report.problems.push(Problem::Inserted {
@@ -378,33 +349,41 @@ fn check_evidence(rows: &[Row], webhooks: &[Webhook], report: &mut Report) {
             }
             continue;
         };
-        let mut evidence = |detail: &str| {
-            let (event_id, detail) = (e.event_id, detail.to_string());
-            report.problems.push(Problem::Evidence { event_id, detail });
-        };
-        let webhook = row.activity_webhook.as_deref().unwrap_or_default();
-        match (keys.get(webhook), &row.mac) {
-            (Some(w), Some(mac)) => {
-                report.hmac_checked += 1;
-                if w.keys.verify_mac(mac, raw).is_err() {
-                    evidence("its activity's bytes do not carry a valid Teams signature");
-                }
-            }
-            // Unverifiable is not verified: an activity forged with no MAC must not pass.
-            (_, None) => evidence("its activity carries no stored Teams MAC to check"),
-            (None, _) => evidence(&format!(
-                "webhook {webhook:?} has no key here (TEAMS_WEBHOOKS) to check its MAC"
-            )),
-        }
-        let derived =
-            AuditEntry::derive(e.event_id, webhook, raw, row.fallback_time, e.recorded_at);
-        if row.activity_authorized.is_some_and(|a| a != e.authorized) {
-            evidence("whether it counts as a change differs from the decision shown in Teams");
-        }
-        match derived {
-            Ok(d) if d.says_the_same_as(e) => {}
-            Ok(_) => evidence("it differs from what its activity says"),
-            Err(why) => evidence(&format!("its activity makes no entry: {why}")),
-        }
+        check_activity(row, raw, &keys, report);
     }
+}
+
+/// One entry against its activity's bytes: the Teams HMAC, the decision shown in Teams, and
+/// what the grammar derives today.
+fn check_activity(row: &Row, raw: &[u8], keys: &HashMap<&str, &Webhook>, report: &mut Report) {
+    let e = &row.entry;
+    let mut evidence = |detail: &str| {
+        let (event_id, detail) = (e.event_id, detail.to_string());
+        report.problems.push(Problem::Evidence { event_id, detail });
+    };
+    let webhook = row.activity_webhook.as_deref().unwrap_or_default();
+    let mut checked = false;
+    match (keys.get(webhook), &row.mac) {
+        (Some(w), Some(mac)) => {
+            checked = true;
+            if w.keys.verify_mac(mac, raw).is_err() {
+                evidence("its activity's bytes do not carry a valid Teams signature");
+            }
+        }
+        // Unverifiable is not verified: an activity forged with no MAC must not pass.
+        (_, None) => evidence("its activity carries no stored Teams MAC to check"),
+        (None, _) => evidence(&format!(
+            "webhook {webhook:?} has no key here (TEAMS_WEBHOOKS) to check its MAC"
+        )),
+    }
+    if row.activity_authorized.is_some_and(|a| a != e.authorized) {
+        evidence("whether it counts as a change differs from the decision shown in Teams");
+    }
+    let derived = AuditEntry::derive(e.event_id, webhook, raw, row.fallback_time, e.recorded_at);
+    match derived {
+        Ok(d) if d.says_the_same_as(e) => {}
+        Ok(_) => evidence("it differs from what its activity says"),
+        Err(why) => evidence(&format!("its activity makes no entry: {why}")),
+    }
+    report.hmac_checked += u64::from(checked);
 }

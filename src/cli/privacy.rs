@@ -4,8 +4,6 @@
 
 use std::process::ExitCode;
 
-use anyhow::Context as _;
-
 use crate::{
     config::Config,
     infra::{db, nats},
@@ -117,7 +115,8 @@ fn scope(args: &ScopeArgs) -> Result<Scope, String> {
     match (&args.record, &args.actor) {
         (Some(r), None) if is_record(r) => Ok(Scope::Record(r.clone())),
         (Some(r), None) => Err(format!("{r:?} is not a record id ([A-Za-z0-9_-], 1–64)")),
-        (None, Some(a)) if valid_object_id(a) => Ok(Scope::Actor(a.clone())),
+        // Entra object ids are GUIDs, which Teams sends in lower case.
+        (None, Some(a)) if valid_object_id(a) => Ok(Scope::Actor(a.to_ascii_lowercase())),
         (None, Some(a)) => Err(format!("{a:?} is not an Entra object id")),
         _ => Err("give exactly one of --record and --actor".into()),
     }
@@ -169,7 +168,7 @@ pub async fn run_editors(action: EditorsAction, config: &Config) -> anyhow::Resu
             name,
             by,
         } => {
-            let by = operator_name(by.as_deref());
+            let (id, by) = (id.to_ascii_lowercase(), operator_name(by.as_deref()));
             let done = editors::add(&pool, &webhook, &id, name.as_deref(), &by).await?;
             (done, format!("{id} is an HR editor of {webhook}"))
         }
@@ -178,7 +177,7 @@ pub async fn run_editors(action: EditorsAction, config: &Config) -> anyhow::Resu
             aad_object_id: id,
             by,
         } => {
-            let by = operator_name(by.as_deref());
+            let (id, by) = (id.to_ascii_lowercase(), operator_name(by.as_deref()));
             let done = editors::remove(&pool, &webhook, &id, &by).await?;
             if editors::list(&pool, Some(&webhook)).await?.is_empty() {
                 println!("note: {webhook} has no HR editors left: everyone in its team may record changes again");
@@ -251,50 +250,96 @@ pub async fn run_erase(args: EraseArgs, config: &Config) -> anyhow::Result<ExitC
     if reason.is_none() && !args.dry_run {
         return usage("erase needs --reason (kept in the erase audit entry), or --dry-run");
     }
-    let pool = db::prepare(config).await?;
+    let pool = match db::prepare(config).await {
+        Ok(pool) => pool,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return Ok(ExitCode::from(3));
+        }
+    };
     let request = erase::Request {
         scope: s.clone(),
         reason: reason.unwrap_or_default(),
         by: operator_name(args.by.as_deref()),
         dry_run: args.dry_run,
     };
-    match erase::erase(&pool, &request).await? {
+    let outcome = match erase::erase(&pool, &request).await {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("error: nothing was erased: {e}");
+            return Ok(ExitCode::from(3));
+        }
+    };
+    if let Some(code) = report(&s, outcome, args.dry_run) {
+        return Ok(code);
+    }
+    // Always, even when nothing matched: a run that could not reach NATS is finished here.
+    if let Err(e) = erase_stream(config, &pool).await {
+        eprintln!(
+            "error: Postgres is erased, but the stream is not: {e:#}; run the same command again"
+        );
+        return Ok(ExitCode::from(3));
+    }
+    // What arrived while the first pass ran (a message the worker was writing) is caught by
+    // a second one; it normally finds nothing.
+    if let Ok(Outcome::Erased(done)) = erase::erase(&pool, &request).await {
+        print_done(&s, &done);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints what Postgres' pass did; the exit code when that is the end of it.
+fn report(s: &Scope, outcome: Outcome, dry_run: bool) -> Option<ExitCode> {
+    match outcome {
         Outcome::Refused(list) => {
             eprintln!("refused: {s} is under a legal hold (teams-bridge hold remove … lifts it):");
             for h in &list {
-                let why = h
-                    .reason
-                    .as_deref()
-                    .map(|r| format!(" ({r})"))
-                    .unwrap_or_default();
-                eprintln!("  hold on {} {}{why}", h.kind, h.value);
+                let why = h.reason.as_deref().map(|r| format!(" ({r})"));
+                eprintln!(
+                    "  hold on {} {}{}",
+                    h.kind,
+                    h.value,
+                    why.unwrap_or_default()
+                );
             }
-            return Ok(ExitCode::from(1));
+            return Some(ExitCode::from(1));
         }
         Outcome::WouldErase(f) => {
             println!("would erase {s}: {}", describe(&f));
             println!("and every stream message of those activities");
-            return Ok(ExitCode::SUCCESS);
+            return Some(ExitCode::SUCCESS);
         }
-        Outcome::Nothing if args.dry_run => {
+        Outcome::Nothing if dry_run => {
             println!("nothing matched {s}");
-            return Ok(ExitCode::SUCCESS);
+            return Some(ExitCode::SUCCESS);
         }
         Outcome::Nothing => println!("nothing matched {s} in Postgres"),
-        Outcome::Erased(f, id) => println!("erased {s}: {} (erase entry {id})", describe(&f)),
+        Outcome::Erased(done) => print_done(s, &done),
     }
-    // Always, even when nothing matched: a run that could not reach NATS is finished here.
+    None
+}
+
+fn print_done(s: &Scope, done: &erase::Done) {
+    let salt: String = done.salt.iter().map(|b| format!("{b:02x}")).collect();
+    println!(
+        "erased {s}: {} (erase entry {})",
+        describe(&done.found),
+        done.entry
+    );
+    println!("scope salt {salt} (not stored; keep it with the request: with the id it proves the entry's scope_digest)");
+    for w in &done.opened {
+        println!("note: {w} has no HR editors left: everyone in its team may record changes again");
+    }
+}
+
+async fn erase_stream(config: &Config, pool: &sqlx::PgPool) -> anyhow::Result<()> {
     let js = nats::context(nats::connect(config).await?);
-    let scanned = stream::erase_tombstoned(&js, &config.stream_name, &pool)
-        .await
-        .context(
-            "Postgres is erased, but the stream could not be cleaned; run the same command again",
-        )?;
+    let scanned = stream::erase_tombstoned(&js, &config.stream_name, pool).await?;
     println!(
         "stream {}: {} messages scanned, {} deleted",
         config.stream_name, scanned.messages, scanned.deleted
     );
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 /// `teams-bridge retention [--dry-run]`: one pass of the worker's retention, now.

@@ -178,6 +178,8 @@ async fn verify_inner(args: VerifyArgs, config_file: Option<&Path>) -> anyhow::R
         evidence: args.evidence,
         webhooks: &config.webhooks,
         saved,
+        activity_retention_days: config.activity_retention_days,
+        audit_retention_days: config.audit_retention_days,
     };
     let report = verify::verify(&pool, &options)
         .await

@@ -206,12 +206,7 @@ pub fn help(receipt: Uuid) -> Reply {
         text(HELP.into(), None, None),
         receipt_line(receipt),
     ];
-    with_card(
-        format!("{HELP}\n\nReceipt {receipt}"),
-        body,
-        Vec::new(),
-        receipt,
-    )
+    with_card(HELP.into(), body, Vec::new(), receipt)
 }
 
 /// The question could not be answered in time: the receipt, and where the answer is.
@@ -221,21 +216,12 @@ pub fn unavailable(record: Option<&str>, receipt: Uuid, links: Option<&Links>) -
     let actions = record.map_or(Vec::new(), |r| {
         Links::open_record(links, "Open the record", r)
     });
-    with_card(
-        format!("{line} — receipt {receipt}"),
-        body,
-        actions,
-        receipt,
-    )
+    with_card(line, body, actions, receipt)
 }
 
 fn with_card(text: String, body: Vec<Element>, actions: Vec<card::Action>, receipt: Uuid) -> Reply {
-    let text = if text.contains(&receipt.to_string()) {
-        text
-    } else {
-        format!("{text}\n\nReceipt {receipt}")
-    };
-    let mut reply = Reply::text(text);
+    // Every reply's text ends with its receipt, as the receipts of operations do.
+    let mut reply = Reply::text(format!("{text}\n\n— receipt {receipt}"));
     reply.attachments.push(card::card(body, actions));
     reply
 }

@@ -61,8 +61,22 @@ pub enum Outcome {
     Nothing,
     /// Dry run: what would be erased.
     WouldErase(Found),
-    /// Done; the `erase` entry's id.
-    Erased(Found, Uuid),
+    /// Done.
+    Erased(Done),
+}
+
+/// What an erasure did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Done {
+    /// What it touched.
+    pub found: Found,
+    /// The `erase` entry.
+    pub entry: Uuid,
+    /// The salt of the entry's `scope_digest`, for the requester's file (it is not stored:
+    /// with it, anyone could test guesses against the digest).
+    pub salt: [u8; 16],
+    /// Webhooks whose last HR editor this removed: everyone may record changes there now.
+    pub opened: Vec<String>,
 }
 
 /// One request.
@@ -78,8 +92,9 @@ pub struct Request {
     pub dry_run: bool,
 }
 
-/// The salted digest of a scope, as the `erase` entry keeps it: whoever holds the id can
-/// confirm the entry was about it; the entry itself does not name it.
+/// The salted digest of a scope, as the `erase` entry keeps it: whoever holds the id and the
+/// salt (given to the operator, not stored) can confirm the entry was about it; the entry
+/// itself does not name it, and without the salt a guess cannot be tested against it.
 pub fn scope_digest(salt: &[u8; 16], scope: &Scope) -> [u8; 32] {
     let mut h = Sha256::new();
     h.update(b"teams-bridge/erase-scope/v1\n");
@@ -97,12 +112,16 @@ fn hex(bytes: &[u8]) -> String {
 /// Runs one request.
 pub async fn erase(pool: &PgPool, req: &Request) -> Result<Outcome, sqlx::Error> {
     let mut tx = pool.begin().await?;
+    // A hold placed while this runs waits for it (and then holds nothing: it is erased).
+    sqlx::query("lock table legal_holds in share mode")
+        .execute(&mut *tx)
+        .await?;
     let needles = collect(&mut tx, &req.scope).await?;
     let holds = holds_in_the_way(&mut tx, &req.scope).await?;
     if !holds.is_empty() {
         return Ok(Outcome::Refused(holds));
     }
-    let mut found = count(&mut tx, &req.scope, &needles).await?;
+    let (mut found, opened) = count(&mut tx, &req.scope, &needles).await?;
     if found.is_empty() {
         return Ok(Outcome::Nothing);
     }
@@ -121,7 +140,6 @@ pub async fn erase(pool: &PgPool, req: &Request) -> Result<Outcome, sqlx::Error>
         changes: json!({
             "scope": req.scope.kind(),
             "scope_digest": hex(&digest),
-            "salt": hex(&salt),
             "activities": found.activities,
             "audit_entries": found.audit_entries,
             "dead_letters": found.dead_letters,
@@ -132,7 +150,12 @@ pub async fn erase(pool: &PgPool, req: &Request) -> Result<Outcome, sqlx::Error>
     };
     operator::write_as(&mut tx, id, &entry).await?;
     tx.commit().await?;
-    Ok(Outcome::Erased(found, id))
+    Ok(Outcome::Erased(Done {
+        found,
+        entry: id,
+        salt,
+        opened,
+    }))
 }
 
 /// Byte strings whose presence in a stored body ties it to the scope.
@@ -199,18 +222,25 @@ async fn collect_actor(tx: &mut PgConnection, aad: &str) -> Result<Needles, sqlx
     .bind(&bytes)
     .execute(&mut *tx)
     .await?;
+    // Their entries (also one of their activities whose entry lacks the Entra id), entries of
+    // activities naming them, and any entry whose text holds one of their ids or names.
+    let mut words: Vec<String> = vec![aad.to_string()];
+    words.extend(ids.iter().cloned());
+    words.extend(names.iter().cloned());
     sqlx::query(
         "insert into erase_entries \
-         select l.event_id, coalesce(l.actor_aad_object_id = $1, false) from audit_log l \
-         where l.operation <> 'erase' and (l.actor_aad_object_id = $1 \
+         select l.event_id, coalesce(l.actor_aad_object_id = $1, false) \
+                            or coalesce(x.own, false) \
+         from audit_log l left join erase_activities x using (event_id) \
+         where l.operation <> 'erase' and (l.actor_aad_object_id = $1 or x.event_id is not null \
             or (l.operation in ('grant', 'revoke') and l.changes ->> 'editor' = $1) \
-            or l.event_id in (select event_id from erase_activities) \
             or exists (select 1 from unnest($2::text[]) n \
                        where position(n in l.message) > 0 or position(n in l.changes::text) > 0)) \
-           and (l.redacted is distinct from 'erased' or l.actor_aad_object_id = $1)",
+           and (l.redacted is distinct from 'erased' or l.actor_aad_object_id = $1 \
+                or l.actor_name is not null and x.own)",
     )
     .bind(aad)
-    .bind(&names)
+    .bind(&words)
     .execute(&mut *tx)
     .await?;
     Ok(Needles { bytes, names })
@@ -231,6 +261,18 @@ async fn collect_record(tx: &mut PgConnection, record: &str) -> Result<(), sqlx:
          select a.event_id, false from activities a \
          where a.raw is not null and (a.event_id in (select event_id from erase_entries) \
             or a.text ~ ('(^|[^A-Za-z0-9_-])' || $1 || '($|[^A-Za-z0-9_-])'))",
+    )
+    .bind(regex_literal(record))
+    .execute(&mut *tx)
+    .await?;
+    // The entries of those activities (a note naming the record), and any entry whose text
+    // names it.
+    sqlx::query(
+        "insert into erase_entries select l.event_id, false from audit_log l \
+         where l.operation <> 'erase' and l.redacted is distinct from 'erased' \
+           and (l.event_id in (select event_id from erase_activities) \
+                or l.message ~ ('(^|[^A-Za-z0-9_-])' || $1 || '($|[^A-Za-z0-9_-])')) \
+         on conflict (event_id) do nothing",
     )
     .bind(regex_literal(record))
     .execute(&mut *tx)
@@ -273,7 +315,7 @@ async fn count(
     tx: &mut PgConnection,
     scope: &Scope,
     needles: &Needles,
-) -> Result<Found, sqlx::Error> {
+) -> Result<(Found, Vec<String>), sqlx::Error> {
     let n = |sql: &'static str| sqlx::query_scalar::<_, i64>(sql);
     let activities = n("select count(*) from erase_activities")
         .fetch_one(&mut *tx)
@@ -302,14 +344,23 @@ async fn count(
     ] {
         found.outbox += sqlx::query(sql).execute(&mut *tx).await?.rows_affected();
     }
+    let mut opened = Vec::new();
     if let Scope::Actor(aad) = scope {
-        found.editors = sqlx::query("delete from hr_editors where aad_object_id = $1")
-            .bind(aad)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+        let lists: Vec<String> =
+            sqlx::query_scalar("delete from hr_editors where aad_object_id = $1 returning webhook")
+                .bind(aad)
+                .fetch_all(&mut *tx)
+                .await?;
+        found.editors = lists.len() as u64;
+        opened = sqlx::query_scalar(
+            "select w from unnest($1::text[]) w \
+             where not exists (select 1 from hr_editors e where e.webhook = w)",
+        )
+        .bind(&lists)
+        .fetch_all(&mut *tx)
+        .await?;
     }
-    Ok(found)
+    Ok((found, opened))
 }
 
 /// Removes the personal fields of what was found; returns how many entries `id` erased

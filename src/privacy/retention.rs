@@ -3,7 +3,8 @@
 //! `AUDIT_RETENTION_DAYS` removes audit entries' personal fields (the entry keeps its sealed
 //! fields, its leaf and the digest, so the tree still verifies; `verify` counts it expired).
 //! Held data is skipped, and so is an activity still waiting in the outbox (it has not
-//! reached the stream yet). Work goes in batches, each its own short transaction that skips
+//! reached the stream yet) and a message the HR audit worker has not yet made an entry of (or
+//! dead-lettered): retention never costs the log an entry. Work goes in batches, each its own short transaction that skips
 //! rows others hold locked, under a transaction advisory lock so one worker of many does it.
 
 use std::time::Duration;
@@ -46,7 +47,10 @@ pub struct Removed {
 fn old_activity(days: &str) -> String {
     format!(
         "a.redacted is null and a.received_at < now() - make_interval(days => {days}) \
-         and not exists (select 1 from outbox o where o.event_id = a.event_id)"
+         and not exists (select 1 from outbox o where o.event_id = a.event_id) \
+         and (a.activity_type is distinct from 'message' \
+              or exists (select 1 from audit_log l where l.event_id = a.event_id) \
+              or exists (select 1 from dead_letters d where d.event_id = a.event_id::text))"
     )
 }
 

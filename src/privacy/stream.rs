@@ -32,14 +32,15 @@ pub async fn erase_tombstoned(
 ) -> anyhow::Result<Scanned> {
     use anyhow::Context as _;
     let mut stream = js.get_stream(stream).await.context("the stream")?;
-    let last = stream
+    let state = stream
         .info()
         .await
         .context("the stream's state")?
         .state
-        .last_sequence;
+        .clone();
+    let (last, mut seen) = (state.last_sequence, 0);
     let mut scanned = Scanned::default();
-    if last == 0 {
+    if state.messages == 0 {
         return Ok(scanned);
     }
     let consumer = stream
@@ -52,12 +53,15 @@ pub async fn erase_tombstoned(
     let mut messages = consumer.messages().await.context("scanning the stream")?;
     let mut chunk: Vec<(u64, Uuid)> = Vec::with_capacity(CHUNK);
     loop {
-        let next = tokio::time::timeout(Duration::from_secs(5), messages.next()).await;
-        let Ok(Some(message)) = next else { break };
+        let next = tokio::time::timeout(Duration::from_secs(10), messages.next()).await;
+        let Ok(Some(message)) = next else {
+            ensure_complete(&mut stream, seen, last).await?;
+            break;
+        };
         let message = message.context("reading the stream")?;
         let info = message.info().map_err(|e| anyhow::anyhow!("{e}"))?;
         let (seq, pending) = (info.stream_sequence, info.pending);
-        scanned.messages += 1;
+        (seen, scanned.messages) = (seq, scanned.messages + 1);
         let id = message.headers.as_ref().and_then(|h| h.get("ce-id"));
         if let Some(id) = id.and_then(|v| Uuid::parse_str(v.as_str()).ok()) {
             chunk.push((seq, id));
@@ -71,6 +75,22 @@ pub async fn erase_tombstoned(
     }
     scanned.deleted += delete_tombstoned(&stream, pool, &mut chunk).await?;
     Ok(scanned)
+}
+
+/// The scan ended before `last`: fine only when what it did not read has aged out since.
+async fn ensure_complete(stream: &mut Stream, seen: u64, last: u64) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    let first = stream
+        .info()
+        .await
+        .context("the stream's state")?
+        .state
+        .first_sequence;
+    anyhow::ensure!(
+        first > last || seen >= last,
+        "the scan stopped at message {seen} of {last}; run it again"
+    );
+    Ok(())
 }
 
 async fn delete_tombstoned(

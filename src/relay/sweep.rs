@@ -27,20 +27,20 @@ type Row = (
     Option<String>,
     DateTime<Utc>,
     Option<String>,
-    Vec<u8>,
+    Option<Vec<u8>>,
 );
 
-fn into_event(row: Row) -> Outgoing {
+fn into_event(row: Row) -> Option<Outgoing> {
     let (event_id, webhook, activity_type, conversation_id, time, traceparent, raw) = row;
-    Outgoing {
+    Some(Outgoing {
         event_id,
         webhook,
         activity_type,
         conversation_id,
         time,
         traceparent,
-        raw: raw.into(),
-    }
+        raw: raw?.into(),
+    })
 }
 
 impl Relay {
@@ -56,7 +56,16 @@ impl Relay {
             tx.commit().await?;
             return Ok(Published::default());
         }
-        let events: Vec<Outgoing> = rows.into_iter().map(into_event).collect();
+        // A row whose activity was erased or expired (a tombstone: no bytes) has nothing left
+        // to publish; it leaves the outbox instead of blocking the rows behind it.
+        let tombstones: Vec<Uuid> = rows.iter().filter(|r| r.6.is_none()).map(|r| r.0).collect();
+        if !tombstones.is_empty() {
+            sqlx::query("delete from outbox where event_id = any($1)")
+                .bind(&tombstones)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let events: Vec<Outgoing> = rows.into_iter().filter_map(into_event).collect();
         let (acked, failed) = self.publish_all(&events).await;
         settle(&mut tx, &acked, &failed, self.max_refusals).await?;
         tx.commit().await?;

@@ -124,11 +124,18 @@ async fn a_change_by_someone_not_an_editor_is_recorded_but_not_counted_and_list_
         &message("m-3", "view employee E-1042", outsider, &now()),
     )
     .await;
+    let state = read["text"].as_str().unwrap();
     assert!(
-        read["text"].as_str().unwrap().starts_with("Recorded READ"),
-        "reads are open"
+        state.contains("title: Lead (set by Erin Editor"),
+        "reads are open, and the refused change does not count: {state}"
     );
     s.wait_sealed().await;
+    let history = post(&s, &message("m-4", "history E-1042", outsider, &now())).await;
+    let history = history["text"].as_str().unwrap();
+    assert!(
+        history.contains("title=Lead") && !history.contains("Boss"),
+        "{history}"
+    );
 
     let pool = &s.app.pool;
     let receipt = text.rsplit(' ').next().unwrap();
@@ -282,10 +289,33 @@ async fn retention_removes_the_old_and_keeps_the_recent_and_the_held() {
     );
     assert_eq!(s.cli_with(&policy, &["retention"]).1.trim_end(), "removed: 0 activities (bytes and names; tombstones stay), 0 dead letters, personal fields of 0 audit entries");
 
-    let (code, out, _) = s.cli(&["verify", "--evidence"]);
+    let (code, out, _) = s.cli(&["verify"]);
+    assert_eq!(
+        code, 1,
+        "without the policy, an expired entry is unexplained: {out}"
+    );
+    assert!(
+        out.contains("AUDIT_RETENTION_DAYS is not set here"),
+        "{out}"
+    );
+    let (code, out, _) = s.cli_with(&policy, &["verify", "--evidence"]);
     assert_eq!(code, 0, "pruned leaves still verify: {out}");
     assert!(
         out.contains("erased 0, expired 1") && out.contains("evidence skipped for 1"),
+        "{out}"
+    );
+    // Wiping a recent entry and calling it retention is tampering.
+    exec(
+        pool,
+        "update audit_log set actor_name = null, actor_aad_object_id = null, changes = '{}', \
+         message = '', personal_salt = null, redacted = 'expired', redacted_at = now() + interval '99 days' \
+         where event_id = (select event_id from activities where activity_id = 'r-4')",
+    )
+    .await;
+    let (code, out, _) = s.cli_with(&policy, &["verify"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("marked expired before AUDIT_RETENTION_DAYS ended"),
         "{out}"
     );
     s.stop().await;
@@ -438,6 +468,24 @@ async fn erasing_an_actor_leaves_nothing_in_a_dump_or_the_stream_and_the_log_ver
     assert!(out.contains("nothing matched"), "{out}");
     let erasures = "select count(*)::text from audit_log where operation = 'erase'";
     assert_eq!(one(pool, erasures).await, "1");
+
+    // A tombstone queued again (by hand) leaves the outbox instead of blocking it.
+    exec(pool, "insert into outbox (event_id) select event_id from activities where redacted is not null limit 1").await;
+    s.app.wait_outbox_empty(Duration::from_secs(10)).await;
+    // Wiping another entry and blaming the erasure is found: the erase entry's count disagrees.
+    exec(
+        pool,
+        "update audit_log set changes = '{}', message = '', personal_salt = null, redacted = 'erased', \
+         erased_by = (select event_id from audit_log where operation = 'erase') \
+         where changes ->> 'title' = 'Keeper'",
+    )
+    .await;
+    let (code, out, _) = s.cli(&["verify"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("it says it erased 4 entries; 5 name it"),
+        "{out}"
+    );
     s.stop().await;
 }
 
@@ -470,6 +518,11 @@ async fn erasing_a_record_removes_its_values_keeps_its_id_and_its_bundle_still_v
         &message("e-3", "update employee E-78 title=Other", jane, &now()),
     )
     .await;
+    post(
+        &s,
+        &message("e-4", "the E-77 spaceship story", jane, &now()),
+    )
+    .await;
     s.wait_sealed().await;
     s.app.wait_outbox_empty(Duration::from_secs(10)).await;
     let needles = [
@@ -477,6 +530,7 @@ async fn erasing_a_record_removes_its_values_keeps_its_id_and_its_bundle_still_v
         "clearance_level",
         "salary_band",
         "Zeta9Band",
+        "spaceship",
     ];
     assert!(!traces(&s, &needles).await.is_empty());
 
@@ -491,9 +545,14 @@ async fn erasing_a_record_removes_its_values_keeps_its_id_and_its_bundle_still_v
     assert_eq!(s.cli(&["hold", "remove", "--record", "E-77"]).0, 0);
     let (code, out, err) = s.cli(&["erase", "--record", "E-77", "--reason", "retention order"]);
     assert_eq!(code, 0, "{out}{err}");
-    assert!(out.contains("2 activities, 2 audit entries"), "{out}");
+    assert!(
+        out.contains("3 activities, 3 audit entries"),
+        "a note naming it too: {out}"
+    );
     assert_eq!(traces(&s, &needles).await, Vec::<String>::new());
     let pool = &s.app.pool;
+    let note = "select message from audit_log where operation = 'note'";
+    assert_eq!(one(pool, note).await, "", "the note naming it is erased");
     let ids = "select string_agg(record_id, ',' order by activity_at) from audit_log where redacted = 'erased'";
     assert_eq!(
         one(pool, ids).await,
@@ -513,7 +572,7 @@ async fn erasing_a_record_removes_its_values_keeps_its_id_and_its_bundle_still_v
     let (code, out, _) = s.cli(&["verify", "--evidence"]);
     assert_eq!(code, 0, "{out}");
     assert!(
-        out.contains("erased 2") && out.contains("evidence skipped for 2"),
+        out.contains("erased 3") && out.contains("evidence skipped for 3"),
         "{out}"
     );
     let (code, bundle, err) = s.cli(&["audit", "export", "--record", "E-77", "--proofs"]);
