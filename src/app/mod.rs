@@ -19,7 +19,7 @@ pub use worker::{hr_audit_worker, run_hr_audit_worker};
 use crate::{
     config::Config,
     handoff::Handoff,
-    http::{self, api::ApiState, health, AppState},
+    http::{self, api::ApiState, console::ConsoleState, health, AppState},
     infra::{db, nats},
     ingest::{answer::Answers, editors::Editors, Committer, Ingest},
     relay::Relay,
@@ -75,6 +75,11 @@ impl Application {
                 .with_editors(editors.clone())
                 .with_answers(Answers { pool: pool.clone() }),
             api: ApiState::new(pool.clone(), config.audit_api_token.clone()),
+            console: ConsoleState::new(
+                pool.clone(),
+                config.webhooks.clone(),
+                secure_cookies(&config),
+            ),
             health: health::Health::spawn(Arc::new(dependencies)).await,
             metrics: crate::infra::telemetry::metrics(),
         };
@@ -151,6 +156,16 @@ impl Application {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// Whether the console's cookies are `Secure`: the service speaks HTTPS itself, or is
+/// reached through a proxy at an `https://` PUBLIC_URL.
+fn secure_cookies(config: &Config) -> bool {
+    let https = config
+        .public_url
+        .as_deref()
+        .is_some_and(|u| u.starts_with("https://"));
+    config.tls_cert.is_some() || https
 }
 
 /// How often the receiver reloads the HR editors lists even when no change was announced.

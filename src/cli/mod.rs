@@ -4,6 +4,7 @@
 
 pub mod audit;
 mod bench;
+pub mod console;
 mod healthcheck;
 pub mod privacy;
 pub mod replay;
@@ -60,6 +61,11 @@ pub enum Command {
     /// Verify the sealed audit log (against the database, or a bundle offline). Exit 0 when
     /// everything holds, 1 when anything does not, 2 when it could not run.
     Verify(seal::VerifyArgs),
+    /// The auditors who may sign in to the console (`/console`).
+    Console {
+        #[command(subcommand)]
+        action: console::ConsoleAction,
+    },
     /// Manage a webhook's HR editors: when a webhook has a list, only they record changes.
     Editors {
         #[command(subcommand)]
@@ -153,6 +159,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Audit(args) => return audit::run(args.query, &Config::load(file)?).await,
         Command::Verify(args) => return seal::run_verify(args, file).await,
         Command::Replay(args) => return replay::run(args, &load(file)?).await,
+        Command::Console { action } => return console::run(action, &load(file)?).await,
         Command::Editors { action } => return privacy::run_editors(action, &load(file)?).await,
         Command::Hold { action } => return privacy::run_hold(action, &load(file)?).await,
         Command::Erase(args) => return privacy::run_erase(args, &load(file)?).await,

@@ -4,6 +4,7 @@
 //! tests drive the router with `oneshot`, without a socket.
 
 pub mod api;
+pub mod console;
 pub mod error;
 pub mod health;
 pub mod metrics;
@@ -28,6 +29,8 @@ pub struct AppState {
     pub ingest: Ingest,
     /// The audit API.
     pub api: ApiState,
+    /// The auditor's console.
+    pub console: console::ConsoleState,
     /// Readiness checks.
     pub health: Health,
     /// Prometheus exposition.
@@ -50,6 +53,7 @@ pub fn public_router() -> Router<AppState> {
         )
         .route("/healthz", get(health::healthz))
         .merge(api::routes())
+        .merge(console::routes())
 }
 
 /// The operator's routes on `ADMIN_LISTEN_ADDR`: health, readiness and metrics.

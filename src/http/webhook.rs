@@ -255,7 +255,11 @@ mod tests {
         let pool = sqlx::PgPool::connect_lazy("postgres://nobody@127.0.0.1:1/none").unwrap();
         router(AppState {
             ingest: Ingest::new(&config, store),
-            api: ApiState::new(pool, Some(crate::domain::secret::Secret::new("t".into()))),
+            api: ApiState::new(
+                pool.clone(),
+                Some(crate::domain::secret::Secret::new("t".into())),
+            ),
+            console: crate::http::console::ConsoleState::new(pool, Vec::new(), false),
             health: health::Health::spawn(Arc::new(Ready)).await,
             metrics: crate::infra::telemetry::metrics(),
         })

@@ -4,6 +4,7 @@ mod audit;
 mod bench_smoke;
 mod cli;
 mod compose;
+mod console;
 mod edge;
 mod helpers;
 mod hostile;

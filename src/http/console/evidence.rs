@@ -1,0 +1,173 @@
+//! An entry's evidence: the entry, the Teams message exactly as it was sent (pretty-printed,
+//! and downloadable byte for byte), whether its HMAC still verifies with the webhook's key,
+//! whether its bytes are the sealed ones, and its seal (leaf index and checkpoint).
+
+use axum::{
+    extract::{Path, State},
+    http::{header, StatusCode},
+    response::{IntoResponse, Response},
+};
+use chrono::SecondsFormat;
+use maud::{html, Markup};
+use uuid::Uuid;
+
+use super::{
+    layout::{notice, page, Frame},
+    pages::detail,
+    unavailable, Auditor, ConsoleState,
+};
+use crate::{audit::AuditEntry, domain::audit_leaf::sha256};
+
+#[derive(sqlx::FromRow)]
+struct Row {
+    #[sqlx(flatten)]
+    entry: AuditEntry,
+    raw_sha256: Option<Vec<u8>>,
+    raw: Option<Vec<u8>>,
+    mac: Option<Vec<u8>>,
+    activity_webhook: Option<String>,
+    activity_redacted: Option<String>,
+    checkpoint_stored: bool,
+}
+
+const ROW: &str = "\
+    select a.event_id, a.webhook, a.tenant_id, a.team_id, a.channel_id, a.actor_name, \
+           a.actor_aad_object_id, a.operation, a.entity, a.record_id, a.changes, a.message, \
+           a.activity_at, a.recorded_at, a.authorized, a.redacted, a.leaf_index, a.sealed_in, \
+           a.raw_sha256, x.raw, x.mac, x.webhook as activity_webhook, x.redacted as activity_redacted, \
+           exists (select 1 from audit_checkpoints c where c.size = a.sealed_in) as checkpoint_stored \
+    from audit_log a left join activities x using (event_id) where a.event_id = $1";
+
+fn not_found(auditor: &Auditor, what: &str) -> Response {
+    let frame = Frame {
+        user: &auditor.session.user,
+        csrf: &auditor.session.csrf,
+    };
+    let body = notice("empty", &format!("No entry {what} in the audit log."));
+    (StatusCode::NOT_FOUND, page("Not found", Some(&frame), body)).into_response()
+}
+
+fn tag(ok: bool, yes: &str, no: &str) -> Markup {
+    html! { @if ok { span.tag.ok { (yes) } } @else { span.tag.bad { (no) } } }
+}
+
+fn checks(state: &ConsoleState, row: &Row) -> Markup {
+    let Some(raw) = &row.raw else {
+        let why = match row.activity_redacted.as_deref() {
+            Some(r) => format!(
+                "The Teams message was {r}: its bytes are gone; the seal still holds its hash."
+            ),
+            None => "No Teams message holds this event id (an operator's entry has none).".into(),
+        };
+        return notice("info", &why);
+    };
+    let webhook = row.activity_webhook.as_deref().unwrap_or_default();
+    let key = state.webhooks.iter().find(|w| w.name == webhook);
+    let hmac = match (key, &row.mac) {
+        (Some(w), Some(mac)) => tag(
+            w.keys.verify_mac(mac, raw).is_ok(),
+            "valid",
+            "does not verify",
+        ),
+        (None, _) => html! { span.tag.warn { "no key here for webhook " (webhook) } },
+        (_, None) => html! { span.tag.bad { "no MAC stored" } },
+    };
+    let sealed = row.raw_sha256.as_deref().map(|h| h == sha256(raw));
+    html! { dl.facts {
+        dt { "Teams HMAC" } dd { (hmac) }
+        dt { "Bytes" } dd { @match sealed {
+            Some(ok) => (tag(ok, "the sealed bytes", "differ from the sealed bytes")),
+            None => span.tag.warn { "not sealed yet" },
+        } " " (raw.len()) " bytes · " a href=(format!("/console/entries/{}/raw", row.entry.event_id)) download { "download the exact bytes" } }
+    } }
+}
+
+fn pretty(raw: &[u8]) -> String {
+    serde_json::from_slice::<serde_json::Value>(raw)
+        .ok()
+        .and_then(|v| serde_json::to_string_pretty(&v).ok())
+        .unwrap_or_else(|| String::from_utf8_lossy(raw).into_owned())
+}
+
+/// `GET /console/entries/{event_id}`.
+pub async fn show(
+    State(state): State<ConsoleState>,
+    auditor: Auditor,
+    Path(event_id): Path<String>,
+) -> Response {
+    let Ok(id) = Uuid::parse_str(&event_id) else {
+        return not_found(&auditor, &event_id);
+    };
+    let row: Row = match sqlx::query_as(ROW)
+        .bind(id)
+        .fetch_optional(&state.pool)
+        .await
+    {
+        Ok(Some(r)) => r,
+        Ok(None) => return not_found(&auditor, &event_id),
+        Err(e) => return unavailable(&e),
+    };
+    let e = &row.entry;
+    let when = |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(SecondsFormat::Micros, true);
+    let frame = Frame {
+        user: &auditor.session.user,
+        csrf: &auditor.session.csrf,
+    };
+    let body = html! {
+        div.card { dl.facts {
+            dt { "Receipt" } dd.mono { (e.event_id) }
+            dt { "Operation" } dd { span.tag.op { (e.operation) }
+                @if !e.authorized { " " span.tag.warn { "not a change: the sender is not an HR editor" } }
+                @if let Some(r) = &e.redacted { " " span.tag.bad { "personal fields " (r) } } }
+            dt { "Record" } dd { @if let Some(r) = &e.record_id { a href=(format!("/console/records/{r}")) { (r) } } @else { "—" } }
+            dt { "Who" } dd { (e.actor_name.as_deref().unwrap_or("—")) " " @if let Some(id) = &e.actor_aad_object_id { code { (id) } } }
+            dt { "What" } dd { (detail(e)) }
+            dt { "When (Teams)" } dd.mono { (when(e.activity_at)) }
+            dt { "Recorded" } dd.mono { (when(e.recorded_at)) }
+            dt { "Webhook · team · channel" } dd.mono { (e.webhook) " · " (e.team_id.as_deref().unwrap_or("—")) " · " (e.channel_id.as_deref().unwrap_or("—")) }
+            dt { "Seal" } dd { @match (e.leaf_index, e.sealed_in) {
+                (Some(leaf), Some(size)) => { span.tag.ok { "sealed" } " leaf " (leaf) ", first in the checkpoint of size " (size)
+                    @if !row.checkpoint_stored { " " span.tag.bad { "that checkpoint is missing" } } }
+                _ => span.tag.warn { "waiting for the sealer" },
+            } }
+        } }
+        h2 { "Evidence" }
+        (checks(&state, &row))
+        @if let Some(raw) = &row.raw {
+            h2 { "The Teams message, as it was sent" }
+            pre aria-label="The activity's JSON" { (pretty(raw)) }
+        }
+        p { "To check the seal yourself: " code { "teams-bridge verify --evidence" } ", or " code { "teams-bridge audit export --record ID --proofs" } " for an offline bundle." }
+    };
+    page("Entry evidence", Some(&frame), body).into_response()
+}
+
+/// `GET /console/entries/{event_id}/raw`: the exact bytes Teams signed.
+pub async fn raw(
+    State(state): State<ConsoleState>,
+    auditor: Auditor,
+    Path(event_id): Path<String>,
+) -> Response {
+    let Ok(id) = Uuid::parse_str(&event_id) else {
+        return not_found(&auditor, &event_id);
+    };
+    let raw: Option<Option<Vec<u8>>> = match sqlx::query_scalar(
+        "select x.raw from audit_log a join activities x using (event_id) where a.event_id = $1",
+    )
+    .bind(id)
+    .fetch_optional(&state.pool)
+    .await
+    {
+        Ok(r) => r,
+        Err(e) => return unavailable(&e),
+    };
+    let Some(Some(raw)) = raw else {
+        return not_found(&auditor, &event_id);
+    };
+    let disposition = format!("attachment; filename=\"{id}.json\"");
+    let headers = [
+        (header::CONTENT_TYPE, "application/json".to_string()),
+        (header::CONTENT_DISPOSITION, disposition),
+    ];
+    (headers, raw).into_response()
+}
