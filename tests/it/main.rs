@@ -2,6 +2,7 @@
 
 mod audit;
 mod bench_smoke;
+mod browser;
 mod cli;
 mod compose;
 mod console;
