@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine too: installs what the console's browser test needs
 # (Debian's Chromium; playwright-core from tests/browser/package-lock.json, no browser
-# download), then runs `cargo test --locked` against the machine's Postgres and NATS.
+# download) and the API contract test's schemathesis (pinned, in target/contract-venv), then
+# runs `cargo test --locked` against the machine's Postgres and NATS.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! command -v chromium >/dev/null; then
@@ -14,5 +15,11 @@ if ! command -v chromium >/dev/null; then
 fi
 if ! npm ls --prefix tests/browser playwright-core >/dev/null 2>&1; then
   npm ci --prefix tests/browser --no-audit --no-fund
+fi
+# The API contract test runs schemathesis (pinned) from its own virtualenv.
+venv=target/contract-venv
+if ! "$venv/bin/schemathesis" --version 2>/dev/null | grep -q "$(cut -d= -f3 tests/contract/requirements.txt)"; then
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check -r tests/contract/requirements.txt
 fi
 exec cargo test --locked "$@"

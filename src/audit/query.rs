@@ -4,7 +4,6 @@
 //! Every filter value is bound as a parameter, never spliced into SQL: a hostile value is
 //! just a value.
 
-use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine as _};
 use chrono::{DateTime, Datelike, Duration as ChronoDuration, NaiveDate, Utc};
 use sqlx::{PgPool, Postgres, QueryBuilder};
 use uuid::Uuid;
@@ -48,22 +47,31 @@ pub struct Cursor {
 }
 
 impl Cursor {
-    /// Opaque text form for URLs.
+    /// Text form for URLs: the time in microseconds since 1970, 16 digits, then the event id
+    /// as 32 lowercase hex digits (`^[0-9]{16}[0-9a-f]{32}$`, as `openapi.json` says). Every
+    /// string of that form is a position; times before 1970 (which Teams never sends) page
+    /// from 1970.
     pub fn encode(&self) -> String {
-        URL_SAFE_NO_PAD.encode(format!(
-            "{}|{}",
-            self.activity_at.timestamp_micros(),
-            self.event_id
-        ))
+        let micros = self
+            .activity_at
+            .timestamp_micros()
+            .clamp(0, 9_999_999_999_999_999);
+        format!("{micros:016}{}", self.event_id.simple())
     }
 
-    /// Parses [`Cursor::encode`]'s output.
+    /// Parses [`Cursor::encode`]'s form, exactly.
     pub fn decode(s: &str) -> Option<Self> {
-        let raw = String::from_utf8(URL_SAFE_NO_PAD.decode(s).ok()?).ok()?;
-        let (micros, id) = raw.split_once('|')?;
+        let exact = s.len() == 48
+            && s[..16].bytes().all(|b| b.is_ascii_digit())
+            && s[16..]
+                .bytes()
+                .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        if !exact {
+            return None;
+        }
         Some(Self {
-            activity_at: DateTime::from_timestamp_micros(micros.parse().ok()?).filter(in_range)?,
-            event_id: Uuid::parse_str(id).ok()?,
+            activity_at: DateTime::from_timestamp_micros(s[..16].parse().ok()?).filter(in_range)?,
+            event_id: Uuid::parse_str(&s[16..]).ok()?,
         })
     }
 }
@@ -222,11 +230,14 @@ mod tests {
         };
         assert_eq!(Cursor::decode(&c.encode()), Some(c));
         assert_eq!(Cursor::decode("not-a-cursor"), None);
-        let far = URL_SAFE_NO_PAD.encode(format!("{}|{}", i64::MAX / 2, Uuid::nil()));
-        assert_eq!(
-            Cursor::decode(&far),
-            None,
-            "a time out of the database's range"
+        let good = format!("{:016}{}", 1_800_000_000_000_000i64, Uuid::nil().simple());
+        assert!(Cursor::decode(&good).is_some());
+        let upper = format!("{:016}{}", 1, "A".repeat(32));
+        assert_eq!(Cursor::decode(&upper), None, "exactly the documented form");
+        let max = format!("9999999999999999{}", "f".repeat(32));
+        assert!(
+            Cursor::decode(&max).is_some(),
+            "every string of the form is a position"
         );
     }
 

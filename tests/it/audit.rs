@@ -494,7 +494,7 @@ async fn the_http_api_authenticates_filters_and_pages() {
         .await
         .unwrap();
     assert_eq!(page["entries"].as_array().unwrap().len(), 1);
-    let page: Value = get("?record=%27%3B%20drop%20table%20audit_log%3B%20--", t)
+    let page: Value = get("?actor=%27%3B%20drop%20table%20audit_log%3B%20--", t)
         .await
         .unwrap()
         .json()
@@ -508,6 +508,10 @@ async fn the_http_api_authenticates_filters_and_pages() {
         ("?limit=0", "limit"),
         ("?cursor=zzz", "cursor"),
         ("?colour=red", "colour"),
+        ("?record=%27%3B%20drop%20table%20audit_log%3B%20--", "record"),
+        ("?record=", "record"),
+        ("?operation=UPDATE", "operation"),
+        ("?since=%207d", "since"),
     ] {
         let r = get(q, t).await.unwrap();
         assert_eq!(r.status(), 400, "{q}");

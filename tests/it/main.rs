@@ -6,6 +6,7 @@ mod browser;
 mod cli;
 mod compose;
 mod console;
+mod contract;
 mod edge;
 mod helpers;
 mod hostile;
