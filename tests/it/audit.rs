@@ -508,7 +508,10 @@ async fn the_http_api_authenticates_filters_and_pages() {
         ("?limit=0", "limit"),
         ("?cursor=zzz", "cursor"),
         ("?colour=red", "colour"),
-        ("?record=%27%3B%20drop%20table%20audit_log%3B%20--", "record"),
+        (
+            "?record=%27%3B%20drop%20table%20audit_log%3B%20--",
+            "record",
+        ),
         ("?record=", "record"),
         ("?operation=UPDATE", "operation"),
         ("?since=%207d", "since"),
