@@ -16,10 +16,9 @@ fi
 if ! npm ls --prefix tests/browser playwright-core >/dev/null 2>&1; then
   npm ci --prefix tests/browser --no-audit --no-fund
 fi
-# The API contract test runs schemathesis (pinned) from its own virtualenv.
+# The API contract test (schemathesis) and the README's Python consumer (nats-py) run from one
+# virtualenv with the pinned versions of tests/contract/requirements.txt.
 venv=target/contract-venv
-if ! "$venv/bin/schemathesis" --version 2>/dev/null | grep -q "$(cut -d= -f3 tests/contract/requirements.txt)"; then
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install -q --disable-pip-version-check -r tests/contract/requirements.txt
-fi
+[ -x "$venv/bin/pip" ] || python3 -m venv "$venv"
+"$venv/bin/pip" install -q --disable-pip-version-check -r tests/contract/requirements.txt
 exec cargo test --locked "$@"

@@ -208,7 +208,11 @@ pub async fn deliver(
 #[derive(Debug, clap::Args)]
 pub struct SimulateArgs {
     /// The webhook URL, e.g. http://127.0.0.1:3978/webhooks/contoso.
-    #[arg(long, default_value = "http://127.0.0.1:3978/webhooks/contoso")]
+    #[arg(
+        long,
+        env = "TEAMS_BRIDGE_URL",
+        default_value = "http://127.0.0.1:3978/webhooks/contoso"
+    )]
     pub url: String,
     /// The webhook's security token (base64, as Teams shows it).
     #[arg(long, env = "TEAMS_BRIDGE_SECRET", hide_env_values = true)]

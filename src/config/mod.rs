@@ -219,7 +219,16 @@ impl Config {
     }
 
     fn from_sources(sources: Sources<'_>) -> Result<Self, ConfigError> {
-        let config = Self::read(&sources)?;
+        // Webhooks from the file's tables are named as such in errors, not as the variable.
+        let from_file =
+            (sources.env)("TEAMS_WEBHOOKS").is_none() && sources.file.contains_key("webhook");
+        let config = Self::read(&sources).map_err(|e| match e.setting {
+            "TEAMS_WEBHOOKS" if from_file => ConfigError {
+                setting: "[[webhook]] (config file)",
+                ..e
+            },
+            _ => e,
+        })?;
         if config.tls_cert.is_some() != config.tls_key.is_some() {
             return Err(invalid(
                 "TLS_CERT",
@@ -249,7 +258,7 @@ impl Config {
                  (DEV_MODE=1 allows it for local trials)",
                 w.name
             );
-            return Err(invalid("TEAMS_WEBHOOKS", reason));
+            return Err(invalid("TEAMS_WEBHOOKS / [[webhook]]", reason));
         }
         Ok(())
     }
@@ -338,6 +347,13 @@ mod tests {
         assert_eq!(err.setting, "TEAMS_WEBHOOKS");
         assert!(!err.to_string().contains(secret), "{err}");
         assert!(err.to_string().contains("contoso"));
+        let file = format!("[[webhook]]\nname = \"contoso\"\nsecrets = [\"{secret}\"]\n");
+        let err = Config::from_map(&env(&[]), Some(&file)).unwrap_err();
+        assert_eq!(
+            err.setting, "[[webhook]] (config file)",
+            "named where it came from"
+        );
+        assert!(!err.to_string().contains(secret), "{err}");
     }
 
     #[test]

@@ -97,12 +97,7 @@ impl Sources<'_> {
 /// The file's `[[webhook]]` tables (`name`, `secrets`) in the environment's list form,
 /// `name=token,name=token`, so both forms go through one parser.
 fn webhook_tables(tables: Option<&toml::Value>) -> Result<Option<String>, ConfigError> {
-    let bad = |why: &str| {
-        invalid(
-            "TEAMS_WEBHOOKS",
-            format!("in the file's [[webhook]] tables: {why}"),
-        )
-    };
+    let bad = |why: &str| invalid("[[webhook]] (config file)", why.to_string());
     let Some(tables) = tables else {
         return Ok(None);
     };

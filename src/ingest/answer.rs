@@ -19,51 +19,67 @@ pub struct Answers {
     pub pool: PgPool,
 }
 
-type LogRow = (
-    chrono::DateTime<chrono::Utc>,
-    Option<String>,
-    String,
-    serde_json::Value,
-    Uuid,
-    Option<String>,
-);
+/// One change as the statement returns it: from `audit_log` (`text` none), or an activity
+/// with no entry yet (`text` its message, read through the grammar here).
+#[derive(sqlx::FromRow)]
+struct Row {
+    at: chrono::DateTime<chrono::Utc>,
+    who: Option<String>,
+    operation: Option<String>,
+    changes: Option<serde_json::Value>,
+    event_id: Uuid,
+    redacted: Option<String>,
+    text: Option<String>,
+}
 
-type RecentRow = (Uuid, Option<String>, chrono::DateTime<chrono::Utc>, String);
+/// One statement, so one snapshot: an entry the worker commits meanwhile is seen either as
+/// an entry or as its activity, never as neither.
+const CHANGES: &str = "\
+    select activity_at as at, actor_name as who, operation, changes, event_id, redacted, \
+           null::text as text \
+    from audit_log \
+    where record_id = $2 and webhook = $1 and authorized \
+      and operation in ('create', 'update', 'delete') \
+    union all \
+    select coalesce(a.activity_timestamp, a.received_at), a.sender_name, null, null, a.event_id, \
+           null, a.text \
+    from activities a \
+    where a.webhook = $1 and a.received_at > now() - interval '1 hour' and a.authorized \
+      and a.text is not null and position($2 in a.text) > 0 \
+      and not exists (select 1 from audit_log l where l.event_id = a.event_id)";
 
 impl Answers {
     /// Every change of `record` on `webhook` that counts, newest first.
     pub async fn changes(&self, webhook: &str, record: &str) -> Result<Vec<Change>, sqlx::Error> {
-        let logged: Vec<LogRow> = sqlx::query_as(
-            "select activity_at, actor_name, operation, changes, event_id, redacted from audit_log \
-             where record_id = $2 and webhook = $1 and authorized \
-               and operation in ('create', 'update', 'delete') \
-             order by activity_at desc, event_id desc",
-        )
-        .bind(webhook)
-        .bind(record)
-        .fetch_all(&self.pool)
-        .await?;
-        let recent: Vec<RecentRow> = sqlx::query_as(
-            "select a.event_id, a.sender_name, coalesce(a.activity_timestamp, a.received_at), a.text \
-             from activities a \
-             where a.webhook = $1 and a.received_at > now() - interval '1 hour' and a.authorized \
-               and a.text is not null and position($2 in a.text) > 0 \
-               and not exists (select 1 from audit_log l where l.event_id = a.event_id)",
-        )
-        .bind(webhook)
-        .bind(record)
-        .fetch_all(&self.pool)
-        .await?;
-        let mut changes: Vec<Change> = logged.into_iter().map(from_log).collect();
-        changes.extend(recent.into_iter().filter_map(|r| from_activity(r, record)));
+        let rows: Vec<Row> = sqlx::query_as(CHANGES)
+            .bind(webhook)
+            .bind(record)
+            .fetch_all(&self.pool)
+            .await?;
+        let mut changes: Vec<Change> = rows.into_iter().filter_map(|r| change(r, record)).collect();
         changes.sort_by_key(|c| std::cmp::Reverse((c.at, c.event_id)));
         Ok(changes)
     }
 }
 
-fn from_log(row: LogRow) -> Change {
-    let (at, who, operation, changes, event_id, redacted) = row;
-    let changes = match changes {
+fn change(row: Row, record: &str) -> Option<Change> {
+    match row.text {
+        Some(text) => from_activity(row.event_id, row.who, row.at, &text, record),
+        None => Some(from_log(row)),
+    }
+}
+
+fn from_log(row: Row) -> Change {
+    let Row {
+        at,
+        who,
+        operation,
+        changes,
+        event_id,
+        redacted,
+        ..
+    } = row;
+    let changes = match changes.unwrap_or_default() {
         serde_json::Value::Object(m) => m
             .into_iter()
             .map(|(k, v)| (k, v.as_str().map_or_else(|| v.to_string(), str::to_owned)))
@@ -73,16 +89,21 @@ fn from_log(row: LogRow) -> Change {
     Change {
         at,
         who,
-        operation,
+        operation: operation.unwrap_or_default(),
         changes,
         event_id,
         erased: redacted.is_some(),
     }
 }
 
-fn from_activity(row: RecentRow, record: &str) -> Option<Change> {
-    let (event_id, who, at, text) = row;
-    let cmd = hr_command::parse(&text);
+fn from_activity(
+    event_id: Uuid,
+    who: Option<String>,
+    at: chrono::DateTime<chrono::Utc>,
+    text: &str,
+    record: &str,
+) -> Option<Change> {
+    let cmd = hr_command::parse(text);
     let counts = matches!(
         cmd.operation,
         Operation::Create | Operation::Update | Operation::Delete

@@ -12,6 +12,7 @@ mod helpers;
 mod hostile;
 mod outage;
 mod personal;
+mod readme;
 mod receiver;
 mod seal;
 mod tls;
