@@ -138,10 +138,12 @@ async fn the_python_consumer_prints_each_activity_and_waits_through_quiet_period
     let mut child = tokio::process::Command::new(&python)
         .args(["-u", "-c", &script])
         .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut errors = child.stderr.take().unwrap();
     let post = |id: &str| {
         let body = serde_json::to_vec(&serde_json::json!({"type": "message", "id": id,
             "text": format!("<at>HR</at> update employee E-1042 title={id}"), "from": {"name": "Jane Doe"}}))
@@ -174,10 +176,13 @@ async fn the_python_consumer_prints_each_activity_and_waits_through_quiet_period
         // Longer than the snippet's 5 s fetch: the consumer must wait through it.
         tokio::time::sleep(Duration::from_secs(7)).await;
     }
-    assert!(
-        child.try_wait().unwrap().is_none(),
-        "still running after a quiet period"
-    );
+    if let Some(status) = child.try_wait().unwrap() {
+        let mut err = String::new();
+        tokio::io::AsyncReadExt::read_to_string(&mut errors, &mut err)
+            .await
+            .unwrap();
+        panic!("the consumer stopped after a quiet period ({status}):\n{err}");
+    }
     child.kill().await.unwrap();
     app.stop().await;
 }
