@@ -316,6 +316,25 @@ mod tests {
     }
 
     #[test]
+    fn an_answer_that_could_not_be_built_in_time_is_the_receipt_and_points_to_the_console() {
+        let links = Links {
+            base: "https://hr.example".into(),
+        };
+        let r = unavailable(Some("E-1"), Uuid::nil(), Some(&links));
+        assert!(r.text.contains("it is in the console"), "{}", r.text);
+        assert!(
+            r.text.ends_with(&format!("— receipt {}", Uuid::nil())),
+            "{}",
+            r.text
+        );
+        let card = serde_json::to_value(&r.attachments[0]).unwrap();
+        assert_eq!(
+            card["content"]["actions"][0]["url"],
+            "https://hr.example/console/records/E-1"
+        );
+    }
+
+    #[test]
     fn help_lists_the_questions() {
         let r = help(Uuid::nil());
         assert!(r.text.contains("history E-1042") && r.text.contains("view employee E-1042"));

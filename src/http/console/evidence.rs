@@ -82,11 +82,51 @@ fn checks(state: &ConsoleState, row: &Row) -> Markup {
     } }
 }
 
+/// The message indented for reading, its keys and values exactly in Teams' order and
+/// spelling (re-indented as text, not parsed and re-serialised).
 fn pretty(raw: &[u8]) -> String {
-    serde_json::from_slice::<serde_json::Value>(raw)
-        .ok()
-        .and_then(|v| serde_json::to_string_pretty(&v).ok())
-        .unwrap_or_else(|| String::from_utf8_lossy(raw).into_owned())
+    let text = String::from_utf8_lossy(raw);
+    let (mut out, mut depth, mut in_string, mut escaped) = (String::new(), 0usize, false, false);
+    let newline = |out: &mut String, depth: usize| {
+        out.push('\n');
+        out.push_str(&"  ".repeat(depth));
+    };
+    for c in text.chars() {
+        if in_string {
+            out.push(c);
+            (escaped, in_string) = match (escaped, c) {
+                (true, _) => (false, true),
+                (false, '\\') => (true, true),
+                (false, '"') => (false, false),
+                _ => (false, true),
+            };
+            continue;
+        }
+        match c {
+            '"' => {
+                in_string = true;
+                out.push(c);
+            }
+            '{' | '[' => {
+                depth += 1;
+                out.push(c);
+                newline(&mut out, depth);
+            }
+            '}' | ']' => {
+                depth = depth.saturating_sub(1);
+                newline(&mut out, depth);
+                out.push(c);
+            }
+            ',' => {
+                out.push(c);
+                newline(&mut out, depth);
+            }
+            ':' => out.push_str(": "),
+            c if c.is_whitespace() => {}
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// `GET /console/entries/{event_id}`.
@@ -170,4 +210,16 @@ pub async fn raw(
         (header::CONTENT_DISPOSITION, disposition),
     ];
     (headers, raw).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pretty;
+
+    #[test]
+    fn the_message_keeps_its_order_and_its_strings() {
+        let raw = br#"{"type":"message","text":"a, {b}: \"c\"","from":{"name":"Jane"},"n":[1,2]}"#;
+        let want = "{\n  \"type\": \"message\",\n  \"text\": \"a, {b}: \\\"c\\\"\",\n  \"from\": {\n    \"name\": \"Jane\"\n  },\n  \"n\": [\n    1,\n    2\n  ]\n}";
+        assert_eq!(pretty(raw), want);
+    }
 }
