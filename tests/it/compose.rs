@@ -39,8 +39,12 @@ fn compose_path() -> PathBuf {
 }
 
 fn compose_file() -> Value {
-    let path = compose_path();
-    let text = std::fs::read_to_string(&path)
+    compose_file_at(&compose_path())
+}
+
+/// A compose file, `<<:` merges resolved.
+pub(crate) fn compose_file_at(path: &Path) -> Value {
+    let text = std::fs::read_to_string(path)
         .unwrap_or_else(|e| panic!("{} must exist: {e}", path.display()));
     let mut doc: Value = serde_yaml::from_str(&text)
         .unwrap_or_else(|e| panic!("{} is not valid YAML: {e}", path.display()));
@@ -67,7 +71,7 @@ const SHELL: [(&str, &str); 2] = [
 /// shell's value (only the two secrets may be required), `$$` is a `$`. Any other variable
 /// without a default would make a bare `docker compose up` depend on the caller's shell, so
 /// it fails the test.
-fn interpolate(s: &str) -> String {
+pub(crate) fn interpolate(s: &str) -> String {
     let mut out = String::new();
     let mut rest = s;
     while let Some(i) = rest.find('$') {
@@ -131,7 +135,7 @@ fn scalar(v: &Value, what: &str) -> String {
 
 /// A command in list form, or in string form (split on whitespace, as compose does for
 /// strings without quotes).
-fn words(v: &Value, what: &str) -> Vec<String> {
+pub(crate) fn words(v: &Value, what: &str) -> Vec<String> {
     match v {
         Value::Sequence(items) => items.iter().map(|i| scalar(i, what)).collect(),
         Value::String(s) => interpolate(s)
@@ -143,7 +147,7 @@ fn words(v: &Value, what: &str) -> Vec<String> {
 }
 
 /// `environment:` as a map (`KEY: value`) or a list (`- KEY=value`).
-fn environment(v: &Value, service: &str) -> BTreeMap<String, String> {
+pub(crate) fn environment(v: &Value, service: &str) -> BTreeMap<String, String> {
     let mut env = BTreeMap::new();
     match v {
         Value::Mapping(map) => {

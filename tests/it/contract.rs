@@ -1,4 +1,4 @@
-//! The API description is exact (#13): schemathesis (pinned in tests/contract/requirements.txt,
+//! The API description is exact (#13): schemathesis (pinned in tests/requirements.txt,
 //! installed by scripts/test.sh) generates requests from `openapi.json`, both ones it allows
 //! and ones it forbids, against the real service holding every kind of entry (changes, reads,
 //! notes, a grant, an erasure's entry and erased entries, a change that did not count). It

@@ -152,6 +152,13 @@ pub fn remove_test_resources(streams: &[String], databases: &[String]) {
 }
 
 /// A test configuration and the guard that removes what it creates.
+/// The configuration of an environment made by [`test_env`], and its cleanup guard.
+pub fn test_config_from(env: &BTreeMap<String, String>) -> (Config, Cleanup) {
+    let config = Config::from_map(env, None).unwrap();
+    let cleanup = Cleanup::of(&config);
+    (config, cleanup)
+}
+
 pub fn test_config(extra: &[(&str, &str)]) -> (Config, Cleanup) {
     let config = Config::from_map(&test_env(extra), None).expect("test config is valid");
     let cleanup = Cleanup::of(&config);

@@ -4,6 +4,7 @@ mod audit;
 mod bench_smoke;
 mod browser;
 mod cli;
+mod cluster;
 mod compose;
 mod console;
 mod contract;
