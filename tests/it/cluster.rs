@@ -3,7 +3,9 @@
 //! each node its own store, `sync_interval: always`), a stream with 3 replicas, 2 receivers
 //! and 2 HR audit workers on one database, an open-loop load posting to both receivers, and
 //! faults under that load: kill -9 of the node leading the stream, then of the meta leader
-//! (each restarted), of one receiver (restarted) and of one worker. Afterwards every request
+//! (each restarted), of one receiver (restarted) and of one worker, and Postgres going away
+//! from the receivers (a proxy the test cuts, since the tests share one server) and coming
+//! back: requests are then answered 503 fast and nothing answered 503 is stored. Afterwards every request
 //! answered 200 has its row, the stream holds exactly one message per activity and the audit
 //! log exactly one entry per activity. The recovery times are printed
 //! (`cargo test --test it cluster -- --nocapture`; `scripts/cluster-faults.sh` runs it longer).
@@ -245,7 +247,8 @@ fn activity(id: &str) -> Vec<u8> {
     .unwrap()
 }
 
-async fn post(http: &reqwest::Client, port: u16, id: &str) -> (Outcome, Instant) {
+async fn post(http: &reqwest::Client, port: u16, id: &str) -> (Outcome, Duration) {
+    let started = Instant::now();
     let body = activity(id);
     let auth = teams_bridge::domain::signature::sign(CONTOSO_TOKEN, &body).unwrap();
     let r = http
@@ -267,10 +270,10 @@ async fn post(http: &reqwest::Client, port: u16, id: &str) -> (Outcome, Instant)
         Ok(r) => Outcome::Refused(r.status().as_u16()),
         Err(_) => Outcome::Unknown,
     };
-    (outcome, Instant::now())
+    (outcome, started.elapsed())
 }
 
-type Ledger = Arc<Mutex<Vec<(String, u16, Outcome, Instant)>>>;
+type Ledger = Arc<Mutex<Vec<(String, u16, Outcome, Duration)>>>;
 
 /// Posts `rate` requests a second, alternating between the receivers, until `stop`.
 fn load(
@@ -368,6 +371,10 @@ async fn a_cluster_under_faults_loses_nothing_and_duplicates_nothing() {
     // The compose file's receivers and workers, each with its settings made local: the
     // cluster's and the database's addresses, a port of this machine, this test's names.
     let ports = [free_port(), free_port()];
+    // The receivers reach Postgres through a proxy the test cuts, as a restart would.
+    let (proxy, postgres) = pg_proxy().await;
+    let database = database_name(&env["DATABASE_URL"]);
+    let proxied = format!("postgres://postgres@127.0.0.1:{proxy}/{database}");
     let mut receivers: Vec<Process> = Vec::new();
     let mut workers: Vec<Process> = Vec::new();
     for (name, command, mut settings) in compose_services() {
@@ -387,6 +394,7 @@ async fn a_cluster_under_faults_loses_nothing_and_duplicates_nothing() {
         if name.starts_with("bridge") {
             let port = ports[receivers.len()];
             settings.insert("LISTEN_ADDR".into(), format!("127.0.0.1:{port}"));
+            settings.insert("DATABASE_URL".into(), proxied.clone());
             receivers.push(Process::start(command, settings.into_iter().collect()));
             back_to_200(port, "start").await; // one at a time: the first creates the database
         } else {
@@ -410,7 +418,7 @@ async fn a_cluster_under_faults_loses_nothing_and_duplicates_nothing() {
 
     let stop = tokio_util::sync::CancellationToken::new();
     let (ledger, load_task) = load(ports, 40, stop.clone());
-    let step = Duration::from_secs(seconds / 6);
+    let step = Duration::from_secs(seconds / 8);
     let mut report: Vec<(String, Duration)> = Vec::new();
 
     tokio::time::sleep(step).await;
@@ -458,6 +466,25 @@ async fn a_cluster_under_faults_loses_nothing_and_duplicates_nothing() {
     workers[0].kill();
 
     tokio::time::sleep(step).await;
+    postgres.send(Mode::Refuse).unwrap();
+    let (outcome, took) = post(&reqwest::Client::new(), ports[1], "postgres-down").await;
+    assert!(
+        matches!(outcome, Outcome::Refused(503)),
+        "Postgres away: 503, got {outcome:?}"
+    );
+    assert!(
+        took < Duration::from_millis(4500),
+        "answered 503 in {took:?}"
+    );
+    report.push(("Postgres away: answered 503 in".into(), took));
+    tokio::time::sleep(step).await;
+    postgres.send(Mode::Forward).unwrap();
+    report.push((
+        "Postgres back: 200 again after".into(),
+        back_to_200(ports[0], "postgres").await,
+    ));
+
+    tokio::time::sleep(step).await;
     stop.cancel();
     load_task.await.unwrap();
     check_ledger(&config, &js, &ledger).await;
@@ -497,7 +524,7 @@ async fn check_ledger(
     let rows: HashMap<String, uuid::Uuid> = rows.into_iter().collect();
     let ledger = ledger.lock().unwrap().clone();
     let (mut ok, mut refused, mut unknown) = (0, 0, 0);
-    for (id, _, outcome, _) in &ledger {
+    for (id, _, outcome, took) in &ledger {
         match outcome {
             Outcome::Ok(receipt) => {
                 ok += 1;
@@ -512,6 +539,10 @@ async fn check_ledger(
                 assert!(
                     !rows.contains_key(id),
                     "{id} was answered {status} yet stored"
+                );
+                assert!(
+                    *took < Duration::from_millis(4500),
+                    "{id}: {status} after {took:?}"
                 );
             }
             Outcome::Unknown => unknown += 1,
