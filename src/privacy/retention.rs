@@ -54,6 +54,14 @@ fn old_activity(days: &str) -> String {
     )
 }
 
+/// SQL: a dead letter `d` past retention whose activity (if any) is not held.
+fn old_dead_letter(days: &str) -> String {
+    format!(
+        "d.created_at < now() - make_interval(days => {days}) and not exists \
+         (select 1 from activities a where a.event_id::text = d.event_id and {ACTIVITY_HELD})"
+    )
+}
+
 fn old_entry(days: &str) -> String {
     format!(
         "l.redacted is null and l.activity_at < now() - make_interval(days => {days}) \
@@ -75,12 +83,14 @@ pub async fn dry_run(pool: &PgPool, policy: Policy) -> Result<Removed, sqlx::Err
             .fetch_one(pool)
             .await?;
         (r.activities, r.held_activities) = (n as u64, h as u64);
-        let dead: i64 = sqlx::query_scalar(
-            "select count(*) from dead_letters where created_at < now() - make_interval(days => $1)",
-        )
-        .bind(days as i32)
-        .fetch_one(pool)
-        .await?;
+        let sql = format!(
+            "select count(*) from dead_letters d where {}",
+            old_dead_letter("$1")
+        );
+        let dead: i64 = sqlx::query_scalar(&sql)
+            .bind(days as i32)
+            .fetch_one(pool)
+            .await?;
         r.dead_letters = dead as u64;
     }
     if let Some(days) = policy.audit_days {
@@ -158,14 +168,16 @@ async fn expire_activities(
         .bind(limit)
         .execute(&mut *tx)
         .await?;
-    let dead = sqlx::query(
-        "delete from dead_letters where id in (select id from dead_letters \
-         where created_at < now() - make_interval(days => $1) order by id limit $2)",
-    )
-    .bind(days as i32)
-    .bind(limit)
-    .execute(&mut *tx)
-    .await?;
+    let sql = format!(
+        "delete from dead_letters where id in (select d.id from dead_letters d where {} \
+         order by d.id limit $2)",
+        old_dead_letter("$1")
+    );
+    let dead = sqlx::query(&sql)
+        .bind(days as i32)
+        .bind(limit)
+        .execute(&mut *tx)
+        .await?;
     Ok((done.rows_affected(), dead.rows_affected()))
 }
 

@@ -258,6 +258,14 @@ async fn retention_removes_the_old_and_keeps_the_recent_and_the_held() {
         "{holds}"
     );
 
+    // Two old dead letters: one of the held person's activity (kept), one of nothing (pruned).
+    exec(
+        pool,
+        "insert into dead_letters (consumer, stream, stream_seq, subject, event_id, reason, deliveries, raw, created_at) \
+         select 'c', 's', n, 'x', case when n = 1 then (select event_id::text from activities where activity_id = 'r-2') end, \
+                'test', 1, '\\x00', now() - interval '40 days' from generate_series(1, 2) n",
+    )
+    .await;
     let (code, dry, err) = s.cli_with(&policy, &["retention", "--dry-run"]);
     assert_eq!(code, 0, "{err}");
     assert!(
@@ -273,7 +281,20 @@ async fn retention_removes_the_old_and_keeps_the_recent_and_the_held() {
 
     let (code, out, _) = s.cli_with(&policy, &["retention"]);
     assert_eq!(code, 0);
-    assert!(out.contains("removed: 1 activities"), "{out}");
+    assert!(
+        out.contains("removed: 1 activities") && out.contains("1 dead letters"),
+        "{out}"
+    );
+    let kept = "select count(*)::text from dead_letters where event_id is not null";
+    assert_eq!(
+        one(pool, kept).await,
+        "1",
+        "the held person's dead letter stays"
+    );
+    assert_eq!(
+        one(pool, "select count(*)::text from dead_letters").await,
+        "1"
+    );
     let state = "select string_agg(activity_id || ':' || coalesce(redacted, 'kept') || ':' || \
                  coalesce(sender_name, '-'), ' ' order by activity_id) from activities";
     assert_eq!(
