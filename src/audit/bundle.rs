@@ -295,10 +295,9 @@ fn check_leaf(b: &BundledEntry, raw: Option<&[u8]>, checkpoint: &Checkpoint) -> 
     let salt: Option<[u8; 16]> = salt.and_then(|s| s.try_into().ok());
     let digest = decode_hash(&b.personal_digest).unwrap_or_default();
     let fields = e.personal_fields();
-    let emptied = e.message.is_empty() && e.changes.as_object().is_some_and(|o| o.is_empty());
     match salt {
         // Erased or expired: the fields and the salt are gone, the digest stays in the leaf.
-        None if e.redacted.is_some() && emptied => {}
+        None if e.redacted.is_some() && e.content_removed() => {}
         Some(s) if personal_digest(&s, &fields) == digest => {}
         _ => problems.push("its names, changes or message differ from their sealed digest".into()),
     }

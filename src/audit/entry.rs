@@ -152,6 +152,11 @@ impl AuditEntry {
         })
     }
 
+    /// Whether its changes and message are empty, as an erasure or retention leaves them.
+    pub fn content_removed(&self) -> bool {
+        self.message.is_empty() && self.changes.as_object().is_some_and(|o| o.is_empty())
+    }
+
     /// Fills `seal` from the columns it was read with.
     pub fn with_seal(mut self) -> Self {
         self.seal = self

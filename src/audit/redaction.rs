@@ -30,7 +30,7 @@ fn older_than(at: chrono::DateTime<Utc>, days: Option<u32>) -> bool {
 /// The reason a sealed entry has no salt, if it holds.
 pub(super) fn redaction(row: &Row, audit_days: Option<u32>) -> Result<Redaction, &'static str> {
     let e = &row.entry;
-    let emptied = e.message.is_empty() && e.changes.as_object().is_some_and(|o| o.is_empty());
+    let emptied = e.content_removed();
     let no_actor = e.actor_name.is_none() && e.actor_aad_object_id.is_none();
     match e.redacted.as_deref() {
         _ if !emptied => Err("its salt is gone but its changes or message are not"),

@@ -320,7 +320,7 @@ fn report(s: &Scope, outcome: Outcome, dry_run: bool) -> Option<ExitCode> {
 }
 
 fn print_done(s: &Scope, done: &erase::Done) {
-    let salt: String = done.salt.iter().map(|b| format!("{b:02x}")).collect();
+    let salt = erase::hex(&done.salt);
     println!(
         "erased {s}: {} (erase entry {})",
         describe(&done.found),

@@ -57,6 +57,15 @@ pub struct RecordState {
     pub erased: usize,
 }
 
+/// A `changes` JSON object as field → value pairs (values that are not strings as JSON).
+pub fn pairs(changes: &serde_json::Value) -> Vec<(String, String)> {
+    let text = |v: &serde_json::Value| v.as_str().map_or_else(|| v.to_string(), str::to_owned);
+    changes
+        .as_object()
+        .map(|m| m.iter().map(|(k, v)| (k.clone(), text(v))).collect())
+        .unwrap_or_default()
+}
+
 /// Folds changes, oldest first: a create starts the record afresh, an update sets fields, a
 /// delete marks it deleted (a later create brings it back).
 pub fn fold(oldest_first: &[Change]) -> RecordState {

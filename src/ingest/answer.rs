@@ -8,7 +8,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::domain::{
-    answer::Change,
+    answer::{pairs, Change},
     hr_command::{self, Operation},
 };
 
@@ -79,13 +79,7 @@ fn from_log(row: Row) -> Change {
         redacted,
         ..
     } = row;
-    let changes = match changes.unwrap_or_default() {
-        serde_json::Value::Object(m) => m
-            .into_iter()
-            .map(|(k, v)| (k, v.as_str().map_or_else(|| v.to_string(), str::to_owned)))
-            .collect(),
-        _ => Vec::new(),
-    };
+    let changes = pairs(&changes.unwrap_or_default());
     Change {
         at,
         who,

@@ -105,7 +105,8 @@ pub fn scope_digest(salt: &[u8; 16], scope: &Scope) -> [u8; 32] {
     h.finalize().into()
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// Lower-case hex (digests and salts as the `erase` entry and the CLI show them).
+pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 

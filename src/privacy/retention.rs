@@ -69,20 +69,37 @@ fn old_entry(days: &str) -> String {
     )
 }
 
+/// How many rows of `from` (a table and its alias) match `old` and are not held, and how many are held.
+async fn split_by_hold(
+    pool: &PgPool,
+    from: &str,
+    old: &str,
+    held: &str,
+    days: u32,
+) -> Result<(u64, u64), sqlx::Error> {
+    let sql = format!(
+        "select count(*) filter (where not {held}), count(*) filter (where {held}) \
+         from {from} where {old}"
+    );
+    let (n, h): (i64, i64) = sqlx::query_as(&sql)
+        .bind(days as i32)
+        .fetch_one(pool)
+        .await?;
+    Ok((n as u64, h as u64))
+}
+
 /// Counts what a pass would remove, changing nothing.
 pub async fn dry_run(pool: &PgPool, policy: Policy) -> Result<Removed, sqlx::Error> {
     let mut r = Removed::default();
     if let Some(days) = policy.activity_days {
-        let (old, held) = (old_activity("$1"), ACTIVITY_HELD);
-        let sql = format!(
-            "select count(*) filter (where not {held}), count(*) filter (where {held}) \
-             from activities a where {old}"
-        );
-        let (n, h): (i64, i64) = sqlx::query_as(&sql)
-            .bind(days as i32)
-            .fetch_one(pool)
-            .await?;
-        (r.activities, r.held_activities) = (n as u64, h as u64);
+        (r.activities, r.held_activities) = split_by_hold(
+            pool,
+            "activities a",
+            &old_activity("$1"),
+            ACTIVITY_HELD,
+            days,
+        )
+        .await?;
         let sql = format!(
             "select count(*) from dead_letters d where {}",
             old_dead_letter("$1")
@@ -94,16 +111,8 @@ pub async fn dry_run(pool: &PgPool, policy: Policy) -> Result<Removed, sqlx::Err
         r.dead_letters = dead as u64;
     }
     if let Some(days) = policy.audit_days {
-        let (old, held) = (old_entry("$1"), ENTRY_HELD);
-        let sql = format!(
-            "select count(*) filter (where not {held}), count(*) filter (where {held}) \
-             from audit_log l where {old}"
-        );
-        let (n, h): (i64, i64) = sqlx::query_as(&sql)
-            .bind(days as i32)
-            .fetch_one(pool)
-            .await?;
-        (r.audit_entries, r.held_audit_entries) = (n as u64, h as u64);
+        (r.audit_entries, r.held_audit_entries) =
+            split_by_hold(pool, "audit_log l", &old_entry("$1"), ENTRY_HELD, days).await?;
     }
     Ok(r)
 }

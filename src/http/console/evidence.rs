@@ -129,23 +129,31 @@ fn pretty(raw: &[u8]) -> String {
     out
 }
 
+/// The entry `event_id` names, or the page that says why there is none.
+async fn load(state: &ConsoleState, auditor: &Auditor, event_id: &str) -> Result<Row, Response> {
+    let Ok(id) = Uuid::parse_str(event_id) else {
+        return Err(not_found(auditor, event_id));
+    };
+    match sqlx::query_as(ROW)
+        .bind(id)
+        .fetch_optional(&state.pool)
+        .await
+    {
+        Ok(Some(r)) => Ok(r),
+        Ok(None) => Err(not_found(auditor, event_id)),
+        Err(e) => Err(unavailable(&e)),
+    }
+}
+
 /// `GET /console/entries/{event_id}`.
 pub async fn show(
     State(state): State<ConsoleState>,
     auditor: Auditor,
     Path(event_id): Path<String>,
 ) -> Response {
-    let Ok(id) = Uuid::parse_str(&event_id) else {
-        return not_found(&auditor, &event_id);
-    };
-    let row: Row = match sqlx::query_as(ROW)
-        .bind(id)
-        .fetch_optional(&state.pool)
-        .await
-    {
-        Ok(Some(r)) => r,
-        Ok(None) => return not_found(&auditor, &event_id),
-        Err(e) => return unavailable(&e),
+    let row = match load(&state, &auditor, &event_id).await {
+        Ok(r) => r,
+        Err(response) => return response,
     };
     let e = &row.entry;
     let when = |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(SecondsFormat::Micros, true);
@@ -188,21 +196,14 @@ pub async fn raw(
     auditor: Auditor,
     Path(event_id): Path<String>,
 ) -> Response {
-    let Ok(id) = Uuid::parse_str(&event_id) else {
-        return not_found(&auditor, &event_id);
-    };
-    let raw: Option<Option<Vec<u8>>> = match sqlx::query_scalar(
-        "select x.raw from audit_log a join activities x using (event_id) where a.event_id = $1",
-    )
-    .bind(id)
-    .fetch_optional(&state.pool)
-    .await
-    {
-        Ok(r) => r,
-        Err(e) => return unavailable(&e),
-    };
-    let Some(Some(raw)) = raw else {
-        return not_found(&auditor, &event_id);
+    let (id, raw) = match load(&state, &auditor, &event_id).await {
+        Ok(Row {
+            entry,
+            raw: Some(raw),
+            ..
+        }) => (entry.event_id, raw),
+        Ok(_) => return not_found(&auditor, &event_id),
+        Err(response) => return response,
     };
     let disposition = format!("attachment; filename=\"{id}.json\"");
     let headers = [

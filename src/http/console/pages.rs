@@ -17,6 +17,7 @@ use super::{
 };
 use crate::{
     audit::{export::to_csv, query, AuditEntry},
+    domain::answer::pairs,
     http::api::filter_from_params,
 };
 
@@ -42,15 +43,10 @@ fn time(t: chrono::DateTime<chrono::Utc>) -> String {
 
 /// Field=value pairs of an entry, or its message.
 pub(super) fn detail(e: &AuditEntry) -> String {
-    match e.changes.as_object() {
-        Some(m) if !m.is_empty() => m
+    match pairs(&e.changes) {
+        p if !p.is_empty() => p
             .iter()
-            .map(|(k, v)| {
-                format!(
-                    "{k}={}",
-                    v.as_str().map_or_else(|| v.to_string(), str::to_owned)
-                )
-            })
+            .map(|(k, v)| format!("{k}={v}"))
             .collect::<Vec<_>>()
             .join("  "),
         _ => e.message.clone(),

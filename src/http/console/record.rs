@@ -19,7 +19,7 @@ use super::{
 };
 use crate::{
     audit::{query, AuditEntry},
-    domain::answer::{fold, Change},
+    domain::answer::{fold, pairs, Change},
     http::api::filter_from_params,
 };
 
@@ -28,16 +28,6 @@ fn counts(e: &AuditEntry) -> bool {
 }
 
 fn change(e: &AuditEntry) -> Change {
-    let pairs = e.changes.as_object().map(|m| {
-        m.iter()
-            .map(|(k, v)| {
-                (
-                    k.clone(),
-                    v.as_str().map_or_else(|| v.to_string(), str::to_owned),
-                )
-            })
-            .collect()
-    });
     Change {
         at: e.activity_at,
         who: e
@@ -45,7 +35,7 @@ fn change(e: &AuditEntry) -> Change {
             .clone()
             .or_else(|| e.actor_aad_object_id.clone()),
         operation: e.operation.clone(),
-        changes: pairs.unwrap_or_default(),
+        changes: pairs(&e.changes),
         event_id: e.event_id,
         erased: e.redacted.is_some(),
     }
