@@ -34,7 +34,8 @@ mkdir -p "$OUT"
 RESULTS="$OUT/results.jsonl"
 : >"$RESULTS"
 
-log() { printf '[bench] %s\n' "$*" >&2; }
+# shellcheck source=scripts/bench-lib.sh
+. "$ROOT/scripts/bench-lib.sh"
 
 log "building the release binaries"
 cargo build --release --quiet
@@ -69,23 +70,6 @@ fi
 
 SERVE_PID=""
 WORKER_PID=""
-stop_pid() {
-  local pid=$1
-  [ -n "$pid" ] || return 0
-  if kill -0 "$pid" 2>/dev/null; then
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-  fi
-}
-# Deletes the run's stream (its files would otherwise stay on disk): a JetStream API request
-# sent over the plain NATS protocol.
-delete_stream() {
-  exec 3<>/dev/tcp/127.0.0.1/4222 || return 0
-  printf 'CONNECT {"verbose":false}\r\nPUB $JS.API.STREAM.DELETE.%s 0\r\n\r\nPING\r\n' "$NATS_STREAM" >&3
-  timeout 5 grep -m1 -q PONG <&3 || true
-  exec 3<&- 3>&-
-}
 cleanup() {
   stop_pid "$SERVE_PID"
   stop_pid "$WORKER_PID"
@@ -99,7 +83,6 @@ ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 log "fresh database teams_bridge_bench and stream $NATS_STREAM"
 psql -q -h 127.0.0.1 -U postgres -d postgres -c "drop database if exists teams_bridge_bench with (force)" >/dev/null
 
-now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
 # Starts `serve`; sets SERVE_PID and READY_MS (milliseconds from spawn to the first /readyz
 # 200). Fails if the port is already taken, so an old server cannot answer for the new one.
 start_serve() {
@@ -131,31 +114,6 @@ printf '{"scenario":"readiness","fresh_db_ms":%s,"restart_ms":%s}\n' "$READY_FRE
 WORKER_PID=$!
 sleep 1
 kill -0 "$WORKER_PID" || { log "worker died; see $OUT/worker.log"; exit 1; }
-
-# Busy percentage of the whole machine over $1 seconds, from /proc/stat.
-cpu_busy_pct() {
-  local a b i total=0 idle
-  read -ra a < /proc/stat; sleep "$1"; read -ra b < /proc/stat
-  idle=$(( b[4] + b[5] - a[4] - a[5] ))
-  for i in 1 2 3 4 5 6 7 8; do total=$(( total + b[i] - a[i] )); done
-  echo $(( 100 * (total - idle) / (total > 0 ? total : 1) ))
-}
-# Other people build on this machine too: before each scenario wait (at most
-# BENCH_QUIET_WAIT seconds, default 600) until it is at most BENCH_QUIET_PCT (20) % busy.
-wait_quiet() {
-  local waited=0 busy
-  while :; do
-    busy=$(cpu_busy_pct 2)
-    [ "$busy" -le "${BENCH_QUIET_PCT:-20}" ] && return 0
-    if [ "$waited" -ge "${BENCH_QUIET_WAIT:-600}" ]; then
-      log "machine still ${busy}% busy after ${waited} s; running anyway"
-      return 0
-    fi
-    log "machine ${busy}% busy before the scenario; waiting"
-    sleep 8
-    waited=$(( waited + 10 ))
-  done
-}
 
 # Audit entries not yet sealed.
 unsealed() {

@@ -97,7 +97,7 @@ settings! {
     /// checkpoint
     audit_seal_max_entries: i64 = "AUDIT_SEAL_MAX_ENTRIES", Some("10000"),
         required(parse::positive);
-    /// days the raw Teams activities are kept (bytes, jsonb copy, text, names and ids of
+    /// days the raw Teams activities are kept (bytes, text, names and ids of
     /// people; a tombstone stays); at least 1; unset: for ever. The stream's age limit is kept
     /// at most this long
     activity_retention_days: Option<u32> = "ACTIVITY_RETENTION_DAYS", None,

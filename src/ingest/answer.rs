@@ -2,7 +2,10 @@
 //! record's changes come from `audit_log` (only those that count), and the gap of the few
 //! milliseconds an entry spends on its way through the stream and the worker is closed by
 //! reading the activities of the last hour that have no entry yet through the same grammar
-//! (the worker would derive the same entry from the same bytes).
+//! (the worker would derive the same entry from the same bytes). The receiver stores the
+//! record each change names (`activities.change_record`, partially indexed), so that gap is
+//! found by an index lookup, not by reading every activity of the hour (which made every
+//! `history` question cost a scan of the hour's traffic).
 
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -44,8 +47,8 @@ const CHANGES: &str = "\
     select coalesce(a.activity_timestamp, a.received_at), a.sender_name, null, null, a.event_id, \
            null, a.text \
     from activities a \
-    where a.webhook = $1 and a.received_at > now() - interval '1 hour' and a.authorized \
-      and a.text is not null and position($2 in a.text) > 0 \
+    where a.webhook = $1 and a.change_record = $2 and a.received_at > now() - interval '1 hour' \
+      and a.authorized and a.text is not null \
       and not exists (select 1 from audit_log l where l.event_id = a.event_id)";
 
 impl Answers {

@@ -32,6 +32,9 @@ pub struct NewActivity {
     /// Whether it counts as a change (false: a create/update/delete by someone not on the
     /// webhook's HR editors list), as the reply says.
     pub authorized: bool,
+    /// The record a create/update/delete changes (`None` for anything else): what a
+    /// `history` question finds before the audit worker has written the entry.
+    pub change_record: Option<String>,
 }
 
 impl NewActivity {
@@ -93,18 +96,16 @@ const INSERT: &str = r#"
 with input as (
     select * from unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
                          $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[],
-                         $13::timestamptz[], $14::bytea[], $15::text[], $16::bytea[], $17::bool[])
+                         $13::timestamptz[], $14::bytea[], $15::text[], $16::bytea[], $17::bool[],
+                         $18::text[])
         as t(event_id, webhook, activity_id, activity_type, conversation_id, team_id, channel_id,
              tenant_id, sender_id, sender_name, sender_aad_object_id, text, activity_timestamp,
-             raw, traceparent, mac, authorized)
+             raw, traceparent, mac, authorized, change_record)
 ), inserted as (
     insert into activities (event_id, webhook, activity_id, activity_type, conversation_id, team_id,
                             channel_id, tenant_id, sender_id, sender_name, sender_aad_object_id, text,
-                            activity_timestamp, raw, body, traceparent, mac, authorized)
-    select event_id, webhook, activity_id, activity_type, conversation_id, team_id, channel_id,
-           tenant_id, sender_id, sender_name, sender_aad_object_id, text, activity_timestamp,
-           raw, convert_from(raw, 'UTF8')::jsonb, traceparent, mac, authorized
-    from input
+                            activity_timestamp, raw, traceparent, mac, authorized, change_record)
+    select * from input
     on conflict (webhook, activity_id) do nothing
     returning event_id
 )
@@ -170,6 +171,7 @@ async fn insert_new(
         .bind(col(|a| a.traceparent.as_deref()))
         .bind(batch.iter().map(|a| &a.mac[..]).collect::<Vec<&[u8]>>())
         .bind(batch.iter().map(|a| a.authorized).collect::<Vec<bool>>())
+        .bind(col(|a| a.change_record.as_deref()))
         .fetch_all(conn)
         .await
 }

@@ -160,6 +160,7 @@ impl Ingest {
             mac,
             traceparent: Some(traceparent),
             authorized,
+            change_record: cmd.record_id.clone().filter(|_| cmd.operation.is_change()),
         };
         let stored = self.commit(new, started).await?;
         let sender = Sender {

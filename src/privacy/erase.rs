@@ -12,7 +12,7 @@
 //! - by record: its audit entries (authorized or not), their activities and any activity
 //!   whose text names the record; their dead letters.
 //!
-//! What is removed: of an activity, its bytes, jsonb copy, text and MAC (and, when it is the
+//! What is removed: of an activity, its bytes, text and MAC (and, when it is the
 //! person's own, their names and ids): a tombstone stays. Of an entry, its changes and
 //! message and the salt of its digest (and the person's name and id): the entry, its sealed
 //! fields and its leaf stay, so the tree verifies. The record id itself may remain. Entries
@@ -368,7 +368,7 @@ async fn count(
 /// (an entry erased before keeps the erasure that first named it).
 async fn redact(tx: &mut PgConnection, id: Uuid) -> Result<u64, sqlx::Error> {
     sqlx::query(
-        "update activities a set raw = null, body = null, text = null, mac = null, \
+        "update activities a set raw = null, text = null, mac = null, \
              sender_id = case when e.own then null else a.sender_id end, \
              sender_name = case when e.own then null else a.sender_name end, \
              sender_aad_object_id = case when e.own then null else a.sender_aad_object_id end, \

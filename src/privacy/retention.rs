@@ -166,7 +166,7 @@ async fn expire_activities(
         "with doomed as (select a.event_id from activities a where {} and not {ACTIVITY_HELD} \
              order by a.received_at limit $2 for update skip locked), \
          dead as (delete from outbox_dead d using doomed where d.event_id = doomed.event_id) \
-         update activities a set raw = null, body = null, text = null, sender_id = null, \
+         update activities a set raw = null, text = null, sender_id = null, \
              sender_name = null, sender_aad_object_id = null, mac = null, \
              redacted = 'expired', redacted_at = now() \
          from doomed where a.event_id = doomed.event_id",

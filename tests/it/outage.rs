@@ -158,6 +158,7 @@ async fn insert_with_handoff(config: &Config, bodies: &[Vec<u8>], handoff: Arc<H
                 mac: [0; 32],
                 traceparent: Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into()),
                 authorized: true,
+                change_record: None,
             },
             std::time::Instant::now() + Duration::from_secs(30),
         )

@@ -46,7 +46,7 @@ async fn the_official_contoso_vector_is_answered_stored_byte_exact_and_published
     assert!(team.is_some() && channel.is_some());
     assert!(text.unwrap().contains("<at>"));
     let jsonb_type: String =
-        sqlx::query_scalar("select body->>'type' from activities where event_id = $1")
+        sqlx::query_scalar("select body->>'type' from activity_documents where event_id = $1")
             .bind(event_id)
             .fetch_one(&app.pool)
             .await
@@ -105,7 +105,8 @@ async fn every_fixture_payload_is_accepted_and_stored_byte_exact() {
     }
     // The emoji payload keeps its raw UTF-8 in the jsonb copy too.
     let aad: Option<String> = sqlx::query_scalar(
-        "select sender_aad_object_id from activities where body->>'text' like '%&nbsp;%' limit 1",
+        "select a.sender_aad_object_id from activities a join activity_documents d using (event_id) \
+         where d.body->>'text' like '%&nbsp;%' limit 1",
     )
     .fetch_one(&app.pool)
     .await
@@ -526,5 +527,21 @@ async fn questions_in_the_thread_are_answered_at_once_even_before_the_worker_has
         .as_str()
         .unwrap()
         .starts_with("No recorded changes of employee E\\-404"));
+    // The receiver stored which record each change names, and only for changes: the
+    // questions above name E-1042 too, and an index finds the two changes without them.
+    let named: Vec<(String, Option<String>)> =
+        sqlx::query_as("select activity_id, change_record from activities order by activity_id")
+            .fetch_all(&app.pool)
+            .await
+            .unwrap();
+    let changed: Vec<(&str, &str)> = named
+        .iter()
+        .filter_map(|(id, r)| Some((id.as_str(), r.as_deref()?)))
+        .collect();
+    assert_eq!(
+        changed,
+        [("q", "E-1042"), ("qq", "E-1042"), ("qqq", "E-1043")],
+        "{named:?}"
+    );
     app.stop().await;
 }

@@ -1,0 +1,39 @@
+#!/usr/bin/env python3
+"""The table of scripts/cost-compare.sh from its results.jsonl.
+
+Usage: cost-report.py RESULTS OUT BASE_REV HEAD_REV FSYNC_FILE SECONDS ROUNDS
+"""
+import json, sys, statistics
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+base, head, fsync, secs, rounds = sys.argv[3], sys.argv[4], open(sys.argv[5]).read().split("\n"), sys.argv[6], sys.argv[7]
+comps = [("service", "service"), ("worker", "worker"), ("postgres", "Postgres"), ("nats-server", "NATS"), ("total", "total")]
+def med(xs): return statistics.median(xs) if xs else float("nan")
+def pick(side, scen):
+    return [r for r in rows if r["side"] == side and r["scenario"].split(".")[1] == scen and r.get("target") == "bridge"]
+out = [f"Run of `scripts/cost-compare.sh {base}` ({secs} s per scenario, median of {rounds} rounds, sides alternating): "
+       f"`{head}` (this checkout, audit log sealed) against `{base}`, both release builds, the same load generator.", ""]
+out.append("| scenario | commit | 200/s | p50 / p99 / max ms | ledger | " + " | ".join(f"{n} µs" for _, n in comps) + " |")
+out.append("|---|---|---|---|---|" + "---|" * len(comps))
+ratio = {}
+for scen in ("throughput", "quarter"):
+    for side, rev in (("base", base), ("head", head)):
+        rs = pick(side, scen)
+        if not rs: continue
+        us = {k: med([r["cpu_us_per_webhook"].get(k, 0) for r in rs]) for k, _ in comps}
+        lat = {q: med([r["latency_ms"][q] for r in rs]) for q in ("p50", "p99", "max")}
+        ok = all(r["ledger"] and not r["ledger"]["problems"] for r in rs) and all(r["pass"] for r in rs)
+        load = f'closed c={rs[0]["concurrency"]}' if rs[0]["mode"] == "closed" else f'open {rs[0]["offered_rps"]:.0f}/s'
+        out.append(f'| {scen} ({load}) | `{rev}` | {med([r["ok_rps"] for r in rs]):.0f} | {lat["p50"]:.2f} / {lat["p99"]:.2f} / {lat["max"]:.1f} | {"exact" if ok else "DIFFERS"} | '
+                   + " | ".join(f"{us[k]:.0f}" for k, _ in comps) + " |")
+        ratio.setdefault(scen, {})[side] = us["total"]
+        if scen == "throughput":
+            floor = med([r["bridge_to_floor"] for r in rs if r.get("bridge_to_floor") is not None])
+            ratio.setdefault("floor", {})[side] = floor
+out.append("")
+for scen in ("throughput", "quarter"):
+    if scen in ratio and len(ratio[scen]) == 2:
+        out.append(f'CPU per webhook, {scen}: {ratio[scen]["head"]:.0f} / {ratio[scen]["base"]:.0f} µs = **{ratio[scen]["head"] / ratio[scen]["base"]:.2f}** of `{base}`.')
+if "floor" in ratio:
+    out.append("Bridge / floor throughput: " + ", ".join(f'`{base if s == "base" else head}` {v:.3f}' for s, v in ratio["floor"].items()) + ".")
+out.append("Machine probe (`scripts/fsync-probe.py`, before and after): " + "; ".join(l for l in fsync if l) + ".")
+open(sys.argv[2], "w").write("\n".join(out) + "\n")
