@@ -43,6 +43,7 @@ log "building this checkout ($(git rev-parse --short HEAD)) and $BASE_REV, relea
 cargo build --release --quiet --workspace
 BASE_SRC="$ROOT/target/cost-base/src"
 if [ ! -d "$BASE_SRC" ]; then
+  git worktree prune
   git worktree add --detach "$BASE_SRC" "$BASE_REV" >/dev/null
 else
   git -C "$BASE_SRC" checkout --quiet --detach "$BASE_REV"
