@@ -3,6 +3,15 @@
 log() { printf '[%s] %s\n' "$(basename "$0" .sh)" "$*" >&2; }
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
 
+# This run's output: sets STAMP, OUT (target/$1/<stamp>/) and an empty RESULTS file there.
+run_dir() {
+  STAMP=$(date -u +%Y%m%dT%H%M%SZ)
+  OUT="$ROOT/target/$1/$STAMP"
+  mkdir -p "$OUT"
+  RESULTS="$OUT/results.jsonl"
+  : >"$RESULTS"
+}
+
 # TERM, then KILL after 10 s.
 stop_pid() {
   local pid=$1

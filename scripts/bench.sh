@@ -28,14 +28,9 @@ LATENCY_RATE=${BENCH_LATENCY_RATE:-2000}
 CONCURRENCY=${BENCH_CONCURRENCY:-1024}
 PORT=${BENCH_PORT:-29780}
 WORKER_PORT=${BENCH_WORKER_PORT:-29464}
-STAMP=$(date -u +%Y%m%dT%H%M%SZ)
-OUT="$ROOT/target/bench/$STAMP"
-mkdir -p "$OUT"
-RESULTS="$OUT/results.jsonl"
-: >"$RESULTS"
-
 # shellcheck source=scripts/bench-lib.sh
 . "$ROOT/scripts/bench-lib.sh"
+run_dir bench
 
 log "building the release binaries"
 cargo build --release --quiet

@@ -31,13 +31,9 @@ ROUNDS=${COST_ROUNDS:-2}
 CONCURRENCY=${COST_CONCURRENCY:-1024}
 PORT=${COST_PORT:-29790}
 WORKER_PORT=$((PORT + 1))
-STAMP=$(date -u +%Y%m%dT%H%M%SZ)
-OUT="$ROOT/target/cost/$STAMP"
-mkdir -p "$OUT"
-RESULTS="$OUT/results.jsonl"
-: >"$RESULTS"
 # shellcheck source=scripts/bench-lib.sh
 . "$ROOT/scripts/bench-lib.sh"
+run_dir cost
 
 log "building this checkout ($(git rev-parse --short HEAD)) and $BASE_REV, release"
 cargo build --release --quiet --workspace
@@ -106,21 +102,14 @@ for l in sys.stdin:
     r = json.loads(l); r['side'] = '$label'.split('.')[0]; r['round'] = '$label'.split('.')[2]
     print(json.dumps(r))" >>"$RESULTS"
 }
-# The side's closed-loop capacity, the floor in the same invocation.
-throughput() {
-  local side=$1 round=$2
+# One scenario on a fresh side: side, scenario, round, then the load's flags. A 3 s warm-up
+# on its own webhook first, so the ledger of the measured one stays exact.
+scenario() {
+  local side=$1 name=$2 round=$3; shift 3
   wait_quiet
-  start_side "$side" "$side-t$round"
+  start_side "$side" "$side-$name$round"
   "$BENCH_BIN" --url "http://127.0.0.1:$PORT" --label warm --webhook warm --rate 1000 --duration 3 --connections 64 >/dev/null || true
-  load "$side.throughput.$round" --webhook run --target both --concurrency "$CONCURRENCY" --duration "$SECS"
-  stop_side
-}
-quarter() {
-  local side=$1 round=$2
-  wait_quiet
-  start_side "$side" "$side-q$round"
-  "$BENCH_BIN" --url "http://127.0.0.1:$PORT" --label warm --webhook warm --rate 1000 --duration 3 --connections 64 >/dev/null || true
-  load "$side.quarter.$round" --webhook run --rate "$RATE" --duration "$SECS" --connections 64
+  load "$side.$name.$round" --webhook run "$@"
   stop_side
 }
 
@@ -129,7 +118,11 @@ python3 scripts/fsync-probe.py 5 /var/lib/postgresql | tail -n 1 | tee "$OUT/fsy
 for r in $(seq 1 "$ROUNDS"); do
   if [ $((r % 2)) -eq 1 ]; then order="head base"; else order="base head"; fi
   order=${COST_SIDES:-$order}
-  for side in $order; do log "round $r: $side throughput"; throughput "$side" "$r"; done
+  for side in $order; do
+    log "round $r: $side throughput"
+    # The side's closed-loop capacity, the floor in the same invocation.
+    scenario "$side" throughput "$r" --target both --concurrency "$CONCURRENCY" --duration "$SECS"
+  done
 done
 if [ -n "${COST_RATE:-}" ]; then
   RATE=$COST_RATE
@@ -146,7 +139,10 @@ for r in $(seq 1 "$ROUNDS"); do
   [ -z "${COST_NO_QUARTER:-}" ] || break
   if [ $((r % 2)) -eq 1 ]; then order="base head"; else order="head base"; fi
   order=${COST_SIDES:-$order}
-  for side in $order; do log "round $r: $side at $RATE/s"; quarter "$side" "$r"; done
+  for side in $order; do
+    log "round $r: $side at $RATE/s"
+    scenario "$side" quarter "$r" --rate "$RATE" --duration "$SECS" --connections 64
+  done
 done
 python3 scripts/fsync-probe.py 5 /var/lib/postgresql | tail -n 1 | tee -a "$OUT/fsync.txt" >&2
 

@@ -103,7 +103,7 @@ async fn every_fixture_payload_is_accepted_and_stored_byte_exact() {
             .unwrap();
         assert_eq!(raw, body, "{name} stored byte-exact");
     }
-    // The emoji payload keeps its raw UTF-8 in the jsonb copy too.
+    // The emoji payload keeps its raw UTF-8 in the JSON derived on read too.
     let aad: Option<String> = sqlx::query_scalar(
         "select a.sender_aad_object_id from activities a join activity_documents d using (event_id) \
          where d.body->>'text' like '%&nbsp;%' limit 1",
@@ -528,7 +528,7 @@ async fn questions_in_the_thread_are_answered_at_once_even_before_the_worker_has
         .unwrap()
         .starts_with("No recorded changes of employee E\\-404"));
     // The receiver stored which record each change names, and only for changes: the
-    // questions above name E-1042 too, and an index finds the two changes without them.
+    // questions above name E-1042 too and carry none.
     let named: Vec<(String, Option<String>)> =
         sqlx::query_as("select activity_id, change_record from activities order by activity_id")
             .fetch_all(&app.pool)
