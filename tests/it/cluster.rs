@@ -505,8 +505,10 @@ async fn check_ledger(
         .unwrap();
     let stored = "select (select count(*) from activities) - (select count(*) from audit_log) \
                   + (select count(*) from outbox)";
+    // Bounded, but wide: once in a clean-clone CI run (session 5) the drain took over 90 s
+    // after the faults; not yet explained (see the closing note).
     eventually(
-        Duration::from_secs(90),
+        Duration::from_secs(180),
         "the outbox drained and every activity audited",
         || async {
             let waiting: i64 = sqlx::query_scalar(stored).fetch_one(&pool).await.ok()?;
