@@ -110,10 +110,11 @@ WORKER_PID=$!
 sleep 1
 kill -0 "$WORKER_PID" || { log "worker died; see $OUT/worker.log"; exit 1; }
 
-# Audit entries not yet sealed.
+# Audit entries not yet sealed (no checkpoint covers them).
 unsealed() {
   psql -Atq -h 127.0.0.1 -U postgres -d teams_bridge_bench \
-    -c "select count(*) from audit_log where leaf_index is null" 2>/dev/null || echo 0
+    -c "select count(*) from audit_log where leaf_index is null
+        or leaf_index >= (select coalesce(max(size), 0) from audit_checkpoints)" 2>/dev/null || echo 0
 }
 # After a scenario (its ledger check has waited for the worker): how many entries wait for
 # the sealer, the most that waited during the run, and how long until none waits.

@@ -77,7 +77,7 @@ done
 # The queries `teams-bridge audit`, the API and the console run (src/audit/query.rs): first page
 # (limit 50) and a tenth page (the cursor nine pages in), by record, by actor, by operation
 # in the last 7 days. Random arguments per run.
-Q="select event_id, webhook, tenant_id, team_id, channel_id, actor_name, actor_aad_object_id, operation, entity, record_id, changes, message, activity_at, recorded_at, authorized, redacted, leaf_index, sealed_in from audit_log"
+Q="select event_id, webhook, tenant_id, team_id, channel_id, actor_name, actor_aad_object_id, operation, entity, record_id, changes, message, activity_at, recorded_at, authorized, redacted, leaf_index, audit_sealed_in(leaf_index) as sealed_in from audit_log"
 declare -A QUERIES=(
   [record]="\\set r random(0, 99999)
 $Q where record_id = 'E-' || :r order by activity_at desc, event_id desc limit 50;"

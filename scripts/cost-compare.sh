@@ -38,13 +38,15 @@ run_dir cost
 log "building this checkout ($(git rev-parse --short HEAD)) and $BASE_REV, release"
 cargo build --release --quiet --workspace
 BASE_SRC="$ROOT/target/cost-base/src"
-if [ ! -d "$BASE_SRC" ]; then
-  git worktree prune
-  git worktree add --detach "$BASE_SRC" "$BASE_REV" >/dev/null
-else
-  git -C "$BASE_SRC" checkout --quiet --detach "$BASE_REV"
+if [ "${COST_SIDES:-}" != head ]; then
+  if [ ! -d "$BASE_SRC" ]; then
+    git worktree prune
+    git worktree add --detach "$BASE_SRC" "$BASE_REV" >/dev/null
+  else
+    git -C "$BASE_SRC" checkout --quiet --detach "$BASE_REV"
+  fi
+  (cd "$BASE_SRC" && CARGO_TARGET_DIR="$ROOT/target/cost-base/target" cargo build --release --quiet --bin teams-bridge)
 fi
-(cd "$BASE_SRC" && CARGO_TARGET_DIR="$ROOT/target/cost-base/target" cargo build --release --quiet --bin teams-bridge)
 declare -A BIN=([head]="$ROOT/target/release/teams-bridge" [base]="$ROOT/target/cost-base/target/release/teams-bridge")
 BENCH_BIN="$ROOT/target/release/teams-bridge-bench"
 

@@ -122,7 +122,7 @@ pub async fn export(pool: &PgPool, record: &str) -> Result<Bundle, ExportError> 
     let rows: Vec<Row> = sqlx::query_as(
         "select a.event_id, a.webhook, a.tenant_id, a.team_id, a.channel_id, a.actor_name, \
                 a.actor_aad_object_id, a.operation, a.entity, a.record_id, a.changes, a.message, \
-                a.activity_at, a.recorded_at, a.authorized, a.redacted, a.leaf_index, a.sealed_in, a.personal_salt, \
+                a.activity_at, a.recorded_at, a.authorized, a.redacted, a.leaf_index, audit_sealed_in(a.leaf_index) as sealed_in, a.personal_salt, \
                 a.personal_digest, a.raw_sha256, x.webhook as webhook_of_activity, x.raw, x.mac, \
                 coalesce(x.activity_timestamp, x.received_at) as fallback_time, \
                 x.redacted as activity_redacted \

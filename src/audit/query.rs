@@ -135,7 +135,7 @@ pub async fn query(
     let mut q: QueryBuilder<Postgres> = QueryBuilder::new(
         "select event_id, webhook, tenant_id, team_id, channel_id, actor_name, actor_aad_object_id, \
          operation, entity, record_id, changes, message, activity_at, recorded_at, authorized, redacted, leaf_index, \
-         sealed_in from audit_log where true",
+         audit_sealed_in(leaf_index) as sealed_in from audit_log where true",
     );
     if let Some(v) = &f.record {
         q.push(" and record_id = ").push_bind(v.clone());

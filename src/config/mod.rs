@@ -85,16 +85,17 @@ settings! {
     /// durable consumer name of the HR audit worker
     hr_audit_consumer: String = "HR_AUDIT_CONSUMER", Some("hr-audit"), required(parse::token);
     /// private key (`teams-bridge audit keygen --out FILE`) that signs the audit log's
-    /// checkpoints; the HR audit worker seals entries only when it is set
+    /// checkpoints; the HR audit worker signs checkpoints only when it is set (entries get
+    /// their leaf in any case)
     audit_signing_key_file: Option<PathBuf> = "AUDIT_SIGNING_KEY_FILE", None,
         optional(parse::path);
     /// the audit log's name in its checkpoints (and the default name of a new key)
     audit_log_origin: String = "AUDIT_LOG_ORIGIN", Some("teams-bridge/hr-audit"),
         required(parse::origin);
-    /// the sealer writes a checkpoint at least this often while entries wait
+    /// the sealer writes a checkpoint at least this often while leaves wait for one
     audit_seal_interval: Duration = "AUDIT_SEAL_INTERVAL_SECS", Some("5"), required(parse::secs);
-    /// the sealer seals at once when this many entries wait, and at most this many per
-    /// checkpoint
+    /// the sealer writes a checkpoint at once when this many leaves wait; at most this many
+    /// entries without a leaf (operator actions) are given theirs per checkpoint
     audit_seal_max_entries: i64 = "AUDIT_SEAL_MAX_ENTRIES", Some("10000"),
         required(parse::positive);
     /// days the raw Teams activities are kept (bytes, text, names and ids of

@@ -16,9 +16,9 @@ const CLAIM: &str = "\
     with claimed as (select event_id from outbox where event_id < $2 \
                      and (not_before is null or not_before <= now()) order by event_id \
                      limit $1 for update skip locked) \
-    select c.event_id, a.webhook, a.activity_type, a.conversation_id, \
-           coalesce(a.activity_timestamp, a.received_at) as time, a.traceparent, a.raw \
-    from claimed c join activities a using (event_id) order by c.event_id";
+    select c.event_id, coalesce(a.webhook, '') as webhook, a.activity_type, a.conversation_id, \
+           coalesce(a.activity_timestamp, a.received_at, now()) as time, a.traceparent, a.raw \
+    from claimed c left join activities a using (event_id) order by c.event_id";
 
 type Row = (
     Uuid,
@@ -56,8 +56,9 @@ impl Relay {
             tx.commit().await?;
             return Ok(Published::default());
         }
-        // A row whose activity was erased or expired (a tombstone: no bytes) has nothing left
-        // to publish; it leaves the outbox instead of blocking the rows behind it.
+        // A row whose activity was erased or expired (a tombstone: no bytes), or deleted by
+        // hand (no foreign key keeps it), has nothing left to publish; it leaves the outbox
+        // instead of blocking the rows behind it.
         let tombstones: Vec<Uuid> = rows.iter().filter(|r| r.6.is_none()).map(|r| r.0).collect();
         if !tombstones.is_empty() {
             sqlx::query("delete from outbox where event_id = any($1)")

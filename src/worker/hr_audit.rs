@@ -1,16 +1,24 @@
 //! The HR audit handler: each message activity becomes exactly one `audit_log` row keyed by
-//! its event id (`on conflict do nothing`), whatever the number of deliveries. The grammar
+//! its event id, whatever the number of deliveries: a batch is written under the audit
+//! tree's lock, which every writer takes, so the entries already written are known and the
+//! new ones are written sealed, each with the next leaf ([`crate::audit::seal`]). The grammar
 //! is [`crate::domain::hr_command`]; the entry is [`crate::audit::AuditEntry`].
 //!
 //! Whether an entry counts as a change is the decision the receiver showed in Teams, read
 //! from the activity's row (Postgres is the source of truth, and a replay carries it too).
 //! An activity erased or expired before its entry was written makes none.
 
+use std::collections::HashSet;
+
 use chrono::{DateTime, Utc};
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
 
 use super::{HandleError, Handler};
-use crate::{audit::AuditEntry, domain::event::Event};
+use crate::{
+    audit::{seal, AuditEntry},
+    domain::event::Event,
+};
 
 /// Builds the audit entry for one event; `Permanent` when the event cannot make one.
 pub(crate) fn entry_for(event: &Event, now: DateTime<Utc>) -> Result<AuditEntry, HandleError> {
@@ -18,66 +26,110 @@ pub(crate) fn entry_for(event: &Event, now: DateTime<Utc>) -> Result<AuditEntry,
         .map_err(|e| HandleError::Permanent(e.to_string()))
 }
 
-/// The activity's row is read by primary key, once per entry: written as a join, the planner
-/// (which cannot estimate `unnest`) was free to hash-join against a scan of every activity,
-/// a cost that grew with the table (measured: 56 buffers per entry on 17k rows).
+/// Which entries of a batch are new, in order, with what their activity's row says: whether
+/// it counts as a change (the receiver's decision) and whether the activity exists. Entries
+/// already written, and activities erased or expired meanwhile, are left out. The activity's
+/// row is read by primary key: written as a join on `unnest`, the planner (which cannot
+/// estimate it) was free to hash-join against a scan of every activity.
+const FRESH: &str = r#"
+select (i.ord - 1)::int4 as position, coalesce(x.authorized, true) as authorized,
+       x.event_id is not null as has_activity
+from unnest($1::uuid[]) with ordinality as i(event_id, ord)
+left join lateral (select a.event_id, a.authorized, a.redacted from activities a
+                   where a.event_id = i.event_id) x on true
+where x.redacted is null
+  and not exists (select 1 from audit_log l where l.event_id = i.event_id)
+order by i.ord
+"#;
+
 const INSERT: &str = r#"
 insert into audit_log (event_id, webhook, tenant_id, team_id, channel_id, actor_name,
                        actor_aad_object_id, operation, entity, record_id, changes, message, activity_at,
-                       authorized)
-select i.*, coalesce((select x.authorized from activities x where x.event_id = i.event_id), true)
-from unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
-            $7::text[], $8::text[], $9::text[], $10::text[], $11::jsonb[], $12::text[],
-            $13::timestamptz[])
-    as i(event_id, webhook, tenant_id, team_id, channel_id, actor_name, actor_aad_object_id,
-         operation, entity, record_id, changes, message, activity_at)
-where not exists (select 1 from activities x where x.event_id = i.event_id and x.redacted is not null)
-on conflict (event_id) do nothing
+                       authorized, personal_salt, personal_digest, raw_sha256, leaf_hash, leaf_index)
+select * from unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+                     $7::text[], $8::text[], $9::text[], $10::text[], $11::jsonb[], $12::text[],
+                     $13::timestamptz[], $14::bool[], $15::bytea[], $16::bytea[], $17::bytea[],
+                     $18::bytea[], $19::int8[])
 "#;
 
-/// Writes entries in one statement; repeats of an event id are ignored.
+/// Writes the new ones of `entries` (each with its activity's exact bytes, as carried on the
+/// stream), sealed: under the tree's lock, so entries already written are known and each new
+/// one gets the next leaf. Returns how many were new.
 pub(crate) async fn insert_entries(
     pool: &PgPool,
-    entries: &[AuditEntry],
+    entries: &[(AuditEntry, &[u8])],
 ) -> Result<u64, sqlx::Error> {
-    let col = |f: fn(&AuditEntry) -> Option<&str>| entries.iter().map(f).collect::<Vec<_>>();
-    let done = sqlx::query(INSERT)
-        .bind(entries.iter().map(|e| e.event_id).collect::<Vec<_>>())
-        .bind(
-            entries
-                .iter()
-                .map(|e| e.webhook.as_str())
-                .collect::<Vec<_>>(),
-        )
+    let mut tx = pool.begin().await?;
+    let mut tree = seal::lock_tree(&mut tx).await?;
+    let new = fresh(&mut tx, entries).await?;
+    if new.is_empty() {
+        return Ok(0);
+    }
+    let sealed = seal::seal_new(&mut tree, &new);
+    write(&mut tx, &new, &sealed).await?;
+    seal::save_tree(&mut tx, &tree).await?;
+    tx.commit().await?;
+    Ok(new.len() as u64)
+}
+
+/// The entries of the batch not yet written, in order, each with its activity's decision
+/// and, when the activity exists, its bytes.
+async fn fresh<'a>(
+    tx: &mut PgConnection,
+    entries: &'a [(AuditEntry, &'a [u8])],
+) -> Result<Vec<(AuditEntry, Option<&'a [u8]>)>, sqlx::Error> {
+    let ids: Vec<Uuid> = entries.iter().map(|(e, _)| e.event_id).collect();
+    let fresh: Vec<(i32, bool, bool)> = sqlx::query_as(FRESH).bind(&ids).fetch_all(tx).await?;
+    // A redelivery can put one event in a batch twice: the first one counts.
+    let mut seen = HashSet::new();
+    Ok(fresh
+        .into_iter()
+        .filter_map(|(i, authorized, has_activity)| {
+            let (entry, raw) = entries.get(i as usize)?;
+            seen.insert(entry.event_id).then(|| {
+                let entry = AuditEntry {
+                    authorized,
+                    ..entry.clone()
+                };
+                (entry, has_activity.then_some(*raw))
+            })
+        })
+        .collect())
+}
+
+/// Inserts the new entries with their sealed columns, in one statement.
+async fn write(
+    tx: &mut PgConnection,
+    new: &[(AuditEntry, Option<&[u8]>)],
+    sealed: &[seal::SealColumns],
+) -> Result<(), sqlx::Error> {
+    let e: Vec<&AuditEntry> = new.iter().map(|(e, _)| e).collect();
+    let col = |f: fn(&AuditEntry) -> Option<&str>| e.iter().map(|e| f(e)).collect::<Vec<_>>();
+    let bytes = |f: fn(&seal::SealColumns) -> &[u8]| sealed.iter().map(f).collect::<Vec<_>>();
+    let raw_sha256 = sealed.iter().map(|s| s.raw_sha256.as_ref().map(|h| &h[..]));
+    sqlx::query(INSERT)
+        .bind(e.iter().map(|e| e.event_id).collect::<Vec<_>>())
+        .bind(e.iter().map(|e| e.webhook.as_str()).collect::<Vec<_>>())
         .bind(col(|e| e.tenant_id.as_deref()))
         .bind(col(|e| e.team_id.as_deref()))
         .bind(col(|e| e.channel_id.as_deref()))
         .bind(col(|e| e.actor_name.as_deref()))
         .bind(col(|e| e.actor_aad_object_id.as_deref()))
-        .bind(
-            entries
-                .iter()
-                .map(|e| e.operation.as_str())
-                .collect::<Vec<_>>(),
-        )
+        .bind(e.iter().map(|e| e.operation.as_str()).collect::<Vec<_>>())
         .bind(col(|e| e.entity.as_deref()))
         .bind(col(|e| e.record_id.as_deref()))
-        .bind(
-            entries
-                .iter()
-                .map(|e| e.changes.clone())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            entries
-                .iter()
-                .map(|e| e.message.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(entries.iter().map(|e| e.activity_at).collect::<Vec<_>>())
-        .execute(pool)
+        .bind(e.iter().map(|e| e.changes.clone()).collect::<Vec<_>>())
+        .bind(e.iter().map(|e| e.message.as_str()).collect::<Vec<_>>())
+        .bind(e.iter().map(|e| e.activity_at).collect::<Vec<_>>())
+        .bind(e.iter().map(|e| e.authorized).collect::<Vec<_>>())
+        .bind(bytes(|s| &s.salt[..]))
+        .bind(bytes(|s| &s.personal[..]))
+        .bind(raw_sha256.collect::<Vec<_>>())
+        .bind(bytes(|s| &s.leaf[..]))
+        .bind(sealed.iter().map(|s| s.index).collect::<Vec<_>>())
+        .execute(tx)
         .await?;
-    Ok(done.rows_affected())
+    Ok(())
 }
 
 /// The HR audit handler: one audit row per message activity.
@@ -92,9 +144,10 @@ impl Handler for HrAudit {
         let now = Utc::now();
         let built: Vec<Result<AuditEntry, HandleError>> =
             events.iter().map(|e| entry_for(e, now)).collect();
-        let entries: Vec<AuditEntry> = built
+        let entries: Vec<(AuditEntry, &[u8])> = built
             .iter()
-            .filter_map(|b| b.as_ref().ok().cloned())
+            .zip(events)
+            .filter_map(|(b, ev)| Some((b.as_ref().ok()?.clone(), &ev.body[..])))
             .collect();
         let written = if entries.is_empty() {
             Ok(0)
@@ -116,7 +169,6 @@ impl Handler for HrAudit {
 mod tests {
     use super::*;
     use bytes::Bytes;
-    use uuid::Uuid;
 
     fn event(body: &str) -> Event {
         Event {

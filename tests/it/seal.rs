@@ -126,7 +126,8 @@ impl Sealed {
         // One statement, one snapshot: every activity has its entry, and none waits.
         let query = "select (select count(*) from activities a where not exists \
                          (select 1 from audit_log l where l.event_id = a.event_id)) \
-                          + (select count(*) from audit_log where leaf_index is null)";
+                          + (select count(*) from audit_log where leaf_index is null \
+                             or leaf_index >= (select coalesce(max(size), 0) from audit_checkpoints))";
         eventually(
             Duration::from_secs(20),
             "every entry written and sealed",
@@ -412,6 +413,109 @@ async fn a_records_bundle_verifies_offline_and_fails_when_edited_in_any_byte() {
             bytes[at] as char
         );
     }
+    s.stop().await;
+}
+
+/// The worker writes each entry with its leaf; until a checkpoint covers it, it is pending,
+/// not a problem; the sealer's next checkpoint seals it without touching the row again.
+#[tokio::test]
+async fn entries_are_written_with_their_leaf_and_are_pending_until_a_checkpoint_covers_them() {
+    // No checkpoint on its own for an hour: the test signs one itself.
+    let s = Sealed::start_with(&[
+        ("AUDIT_SEAL_INTERVAL_SECS", "3600"),
+        ("AUDIT_SEAL_MAX_ENTRIES", "1000"),
+    ])
+    .await;
+    for (id, text) in [("w-1", "update employee E-1 band=1"), ("w-2", "hello")] {
+        let r = s
+            .app
+            .post_signed("contoso", &hr_message(id, text, "Jane Doe"))
+            .await;
+        assert_eq!(r.status(), 200);
+    }
+    let pool = &s.app.pool;
+    eventually(Duration::from_secs(20), "both entries written", || async {
+        let n: i64 = sqlx::query_scalar("select count(*) from audit_log")
+            .fetch_one(pool)
+            .await
+            .ok()?;
+        (n == 2).then_some(())
+    })
+    .await;
+    let leaves = one(
+        pool,
+        "select string_agg(leaf_index::text || ':' || (leaf_hash is not null and personal_salt \
+         is not null and raw_sha256 is not null)::text || ':' || \
+         coalesce(audit_sealed_in(leaf_index)::text, 'none'), ',' order by leaf_index) \
+         from audit_log",
+    )
+    .await;
+    assert_eq!(leaves, "0:true:none,1:true:none");
+    assert_eq!(one(pool, "select size::text from audit_tree").await, "2");
+    let (code, out, err) = s.cli(&["verify", "--evidence"]);
+    assert_eq!(
+        code, 0,
+        "entries awaiting their checkpoint are no problem:\n{out}{err}"
+    );
+    assert!(out.contains("sealed 0, pending 2"), "{out}");
+
+    let sealer = teams_bridge::app::worker::sealer_for(&s.app.config, None)
+        .await
+        .unwrap();
+    let mut sealer: Sealer = sealer.expect("a key is set");
+    assert_eq!(sealer.seal_once().await.unwrap(), 2);
+    assert_eq!(sealer.seal_once().await.unwrap(), 0, "nothing new to sign");
+    let sealed_in = one(
+        pool,
+        "select string_agg(audit_sealed_in(leaf_index)::text, ',') from audit_log",
+    )
+    .await;
+    assert_eq!(sealed_in, "2,2");
+    let (code, out, err) = s.cli(&["verify", "--evidence"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("sealed 2, pending 0"), "{out}");
+    s.stop().await;
+}
+
+/// Two HR audit workers on one database hand out leaves one writer at a time: one tree, no
+/// index twice, none missing.
+#[tokio::test]
+async fn two_workers_writing_at_once_build_one_gapless_tree() {
+    let s = Sealed::start().await;
+    let second = Command::new(env!("CARGO_BIN_EXE_teams-bridge"))
+        .args(["worker", "hr-audit"])
+        .env_clear()
+        .envs(&s.env)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let second = WorkerProcess(second);
+    let posts = (0..80).map(|i| {
+        let body = hr_message(
+            &format!("p-{i}"),
+            &format!("update employee E-{} band={i}", i % 7),
+            "Jane Doe",
+        );
+        let app = &s.app;
+        async move { app.post_signed("contoso", &body).await.status() }
+    });
+    for status in futures::future::join_all(posts).await {
+        assert_eq!(status, 200);
+    }
+    s.wait_sealed().await;
+    let (code, out, err) = s.cli(&["verify", "--evidence"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("sealed 80, pending 0") && out.contains("tree size 80"),
+        "{out}"
+    );
+    let indexes = one(
+        &s.app.pool,
+        "select (count(distinct leaf_index) = 80 and min(leaf_index) = 0 and max(leaf_index) = 79)::text from audit_log",
+    )
+    .await;
+    assert_eq!(indexes, "true");
+    drop(second);
     s.stop().await;
 }
 

@@ -33,9 +33,9 @@ struct Row {
 const ROW: &str = "\
     select a.event_id, a.webhook, a.tenant_id, a.team_id, a.channel_id, a.actor_name, \
            a.actor_aad_object_id, a.operation, a.entity, a.record_id, a.changes, a.message, \
-           a.activity_at, a.recorded_at, a.authorized, a.redacted, a.leaf_index, a.sealed_in, \
+           a.activity_at, a.recorded_at, a.authorized, a.redacted, a.leaf_index, audit_sealed_in(a.leaf_index) as sealed_in, \
            a.raw_sha256, x.raw, x.mac, x.webhook as activity_webhook, x.redacted as activity_redacted, \
-           exists (select 1 from audit_checkpoints c where c.size = a.sealed_in) as checkpoint_stored \
+           exists (select 1 from audit_checkpoints c where c.size = audit_sealed_in(a.leaf_index)) as checkpoint_stored \
     from audit_log a left join activities x using (event_id) where a.event_id = $1";
 
 fn not_found(auditor: &Auditor, what: &str) -> Response {
