@@ -20,7 +20,8 @@
 #
 # Knobs: COST_SECONDS [20], COST_ROUNDS [2], COST_CONCURRENCY [1024], COST_RATE (fixes the
 # open-loop rate instead of a quarter of the measured capacity), COST_PORT [29790];
-# for profiling: COST_SIDES=head (one side only), COST_NO_QUARTER=1 (throughput only).
+# for profiling: COST_SIDES=head (one side only), COST_NO_QUARTER=1 (throughput only),
+# COST_NO_THROUGHPUT=1 with COST_RATE (the open loop only).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -118,6 +119,7 @@ scenario() {
 FAILED=""
 python3 scripts/fsync-probe.py 5 /var/lib/postgresql | tail -n 1 | tee "$OUT/fsync.txt" >&2
 for r in $(seq 1 "$ROUNDS"); do
+  [ -z "${COST_NO_THROUGHPUT:-}" ] || break
   if [ $((r % 2)) -eq 1 ]; then order="head base"; else order="base head"; fi
   order=${COST_SIDES:-$order}
   for side in $order; do

@@ -39,7 +39,7 @@ async fn connect_hr_audit(
     config: &Config,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<Option<Worker<HrAudit>>> {
-    let pool = db::prepare(config).await?;
+    let pool = db::prepare_worker(config).await?;
     let js = nats::context(nats::connect(config).await?);
     let ensure = tokio::time::timeout(STREAM_PATIENCE, ensure_stream(&js, config, shutdown));
     match ensure.await {
@@ -81,7 +81,7 @@ pub async fn sealer_for(
     let signer = NoteSigner::from_text(&text).context("invalid setting AUDIT_SIGNING_KEY_FILE")?;
     let subject = event::checkpoint_subject(&config.subject_prefix);
     Ok(Some(Sealer {
-        pool: db::prepare(config).await?,
+        pool: db::prepare_worker(config).await?,
         signer: Arc::new(signer),
         origin: config.audit_log_origin.clone(),
         publish: js.map(|js| (js, subject)),
@@ -106,7 +106,7 @@ async fn retention_for(config: &Config) -> anyhow::Result<Option<Retention>> {
         "retention on: a pass every RETENTION_INTERVAL_SECS by one worker at a time"
     );
     Ok(Some(Retention {
-        pool: db::prepare(config).await?,
+        pool: db::prepare_worker(config).await?,
         policy,
         every: config.retention_interval,
     }))

@@ -17,6 +17,24 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// Creates the database if it does not exist and applies the migrations.
 pub async fn prepare(config: &Config) -> anyhow::Result<PgPool> {
+    migrate(config).await?;
+    connect(config)
+}
+
+/// [`prepare`], for the HR audit worker, its sealer and retention: every statement is planned
+/// for its own execution. They run once per batch or pass, not per request, so planning is
+/// cheap beside them; and a plan cached while the tables were nearly empty (a seq scan joined
+/// by hash) would be kept while they grow, where autovacuum never analyzes them (measured: the
+/// worker's check for entries already written, at 21 blocks per entry and rising, was the
+/// costliest statement of an ordinary load).
+pub async fn prepare_worker(config: &Config) -> anyhow::Result<PgPool> {
+    migrate(config).await?;
+    let options = request_options(config)?.options([("plan_cache_mode", "force_custom_plan")]);
+    Ok(pool_options(config).connect_lazy_with(options))
+}
+
+/// Creates the database if it does not exist and applies the migrations.
+async fn migrate(config: &Config) -> anyhow::Result<()> {
     let url = config.database_url.expose();
     if !Postgres::database_exists(url).await.map_err(redact)? {
         tracing::info!("creating database");
@@ -37,13 +55,25 @@ pub async fn prepare(config: &Config) -> anyhow::Result<PgPool> {
         .await
         .context("applying migrations")?;
     let _ = conn.close().await;
-    connect(config)
+    Ok(())
 }
 
 /// A lazily connecting pool sized and time-boxed from the config. Acquiring a connection
 /// never waits longer than the reply budget allows, so a dead Postgres becomes a fast 503.
 pub fn connect(config: &Config) -> anyhow::Result<PgPool> {
-    let options = base_options(config)?
+    Ok(pool_options(config).connect_lazy_with(request_options(config)?))
+}
+
+fn pool_options(config: &Config) -> PgPoolOptions {
+    let acquire = config.reply_budget.mul_f32(0.5).min(Duration::from_secs(2));
+    PgPoolOptions::new()
+        .max_connections(config.database_pool_size)
+        .min_connections(1)
+        .acquire_timeout(acquire)
+}
+
+fn request_options(config: &Config) -> anyhow::Result<PgConnectOptions> {
+    Ok(base_options(config)?
         // A statement that cannot finish inside the reply budget is cancelled by Postgres
         // itself, so a request answered 503 is not committed later behind the caller's back.
         .options([
@@ -54,13 +84,7 @@ pub fn connect(config: &Config) -> anyhow::Result<PgPool> {
             // Our commits to the outbox come from `serve`, whose relay hears of them in-process;
             // a NOTIFY would serialize those commits (see the migration that reads this).
             ("teams_bridge.notify", "off".to_string()),
-        ]);
-    let acquire = config.reply_budget.mul_f32(0.5).min(Duration::from_secs(2));
-    Ok(PgPoolOptions::new()
-        .max_connections(config.database_pool_size)
-        .min_connections(1)
-        .acquire_timeout(acquire)
-        .connect_lazy_with(options))
+        ]))
 }
 
 /// The relay's own small pool. Its writes only delete or annotate outbox rows, and losing

@@ -651,3 +651,24 @@ async fn a_running_worker_reports_healthy_and_serves_its_metrics() {
     let _ = task.await;
     app.stop().await;
 }
+
+/// The worker's statements are planned for each execution: a plan cached while the tables
+/// were empty (a seq scan joined by hash) would otherwise be kept while they grow, wherever
+/// autovacuum never analyzes them (as on CI). The request path keeps its cached plans.
+#[tokio::test]
+async fn the_worker_plans_each_statement_for_its_own_execution() {
+    let app = TestApp::spawn().await;
+    let worker = teams_bridge::infra::db::prepare_worker(&app.config)
+        .await
+        .unwrap();
+    let mode = |pool: sqlx::PgPool| async move {
+        let mode: String = sqlx::query_scalar("show plan_cache_mode")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        mode
+    };
+    assert_eq!(mode(worker).await, "force_custom_plan");
+    assert_eq!(mode(app.pool.clone()).await, "auto");
+    app.stop().await;
+}
