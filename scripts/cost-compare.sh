@@ -21,7 +21,9 @@
 # Knobs: COST_SECONDS [20], COST_ROUNDS [2], COST_CONCURRENCY [1024], COST_RATE (fixes the
 # open-loop rate instead of a quarter of the measured capacity), COST_PORT [29790];
 # for profiling: COST_SIDES=head (one side only), COST_NO_QUARTER=1 (throughput only),
-# COST_NO_THROUGHPUT=1 with COST_RATE (the open loop only).
+# COST_NO_THROUGHPUT=1 with COST_RATE (the open loop only); for ingest at size: COST_DATABASE
+# (this checkout runs on that existing database, kept: e.g. the one scripts/bulk-load.sh
+# filled) and COST_NO_SEAL=1 (no signing key, so no checkpoints, on either side).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -73,13 +75,20 @@ trap cleanup EXIT
 # Starts side $1 (head or base) on a fresh database and stream, label $2.
 start_side() {
   local side=$1 label=$2
-  export DATABASE_URL="postgres://postgres@127.0.0.1:5432/teams_bridge_cost_$side"
+  local db=teams_bridge_cost_$side
+  [ "$side" != head ] || db=${COST_DATABASE:-$db}
+  export DATABASE_URL="postgres://postgres@127.0.0.1:5432/$db"
   export NATS_STREAM="COST_${label//-/_}_$STAMP"
   export NATS_SUBJECT_PREFIX="cost$side$RANDOM"
   export HR_AUDIT_CONSUMER="hr-audit-cost"
   export TEAMS_WEBHOOKS="warm=$TOKEN,run=$TOKEN"
-  if [ "$side" = head ]; then export AUDIT_SIGNING_KEY_FILE="$OUT/audit.key"; else unset AUDIT_SIGNING_KEY_FILE; fi
-  psql -q -h 127.0.0.1 -U postgres -d postgres -c "drop database if exists teams_bridge_cost_$side with (force)" >/dev/null
+  if [ "$side" = head ] && [ -z "${COST_NO_SEAL:-}" ]; then
+    export AUDIT_SIGNING_KEY_FILE="$OUT/audit.key"
+  else
+    unset AUDIT_SIGNING_KEY_FILE
+  fi
+  [ "$db" = "${COST_DATABASE:-}" ] \
+    || psql -q -h 127.0.0.1 -U postgres -d postgres -c "drop database if exists $db with (force)" >/dev/null
   "${BIN[$side]}" serve >>"$OUT/$label.serve.log" 2>&1 &
   SERVE_PID=$!
   wait_ready "http://127.0.0.1:$PORT/readyz" "$SERVE_PID" "$OUT/$label.serve.log"

@@ -69,7 +69,9 @@ pub async fn sealer_for(
     js: Option<jetstream::Context>,
 ) -> anyhow::Result<Option<Sealer>> {
     let Some(path) = &config.audit_signing_key_file else {
-        tracing::warn!("AUDIT_SIGNING_KEY_FILE is not set: audit entries are not sealed");
+        tracing::warn!(
+            "AUDIT_SIGNING_KEY_FILE is not set: entries get their leaves, but no checkpoint signs them"
+        );
         return Ok(None);
     };
     let text = std::fs::read_to_string(path).with_context(|| {

@@ -53,9 +53,10 @@ pub struct Sealer {
     pub origin: String,
     /// Where checkpoints are published, and the subject.
     pub publish: Option<(jetstream::Context, String)>,
-    /// Seal at least this often when entries wait.
+    /// Write a checkpoint at least this often when leaves wait for one.
     pub interval: Duration,
-    /// Seal at once when this many wait; at most this many per checkpoint.
+    /// Write one at once when this many wait; at most this many entries without a leaf
+    /// (operator entries) are given theirs per checkpoint.
     pub max_entries: i64,
     /// When this sealer last sealed.
     pub last_seal: Instant,
@@ -78,11 +79,11 @@ struct Sealed {
     leaf: Hash,
 }
 
-/// The sealed fields of `entry`, whose activity's exact bytes are `raw` (`None`: no activity).
-fn seal_one(entry: &AuditEntry, raw: Option<&[u8]>) -> Sealed {
+/// The sealed fields of `entry`, whose activity's exact bytes have the SHA-256 `raw_sha256`
+/// (`None`: no activity).
+fn seal_one(entry: &AuditEntry, raw_sha256: Option<Hash>) -> Sealed {
     let salt: [u8; 16] = rand::random();
     let personal = personal_digest(&salt, &entry.personal_fields());
-    let raw_sha256 = raw.map(sha256);
     let leaf = leaf_hash(&entry.leaf_value(raw_sha256.as_ref(), &personal));
     Sealed {
         event_id: entry.event_id,
@@ -107,18 +108,20 @@ pub(crate) struct SealColumns {
     pub index: i64,
 }
 
-/// Locks the tree for this transaction and returns it; every writer of leaves takes this lock
-/// first, so leaf indexes are handed out one writer at a time, without gaps.
+/// Locks the tree for this transaction and returns it. Every writer of leaves (workers, the
+/// sealer) and erasure take this lock before they touch `audit_log`, so leaf indexes are
+/// handed out one writer at a time, without gaps, and an entry is either written before an
+/// erasure of its activity (and erased by it) or sees the activity erased.
 pub(crate) async fn lock_tree(tx: &mut PgConnection) -> Result<Frontier, sqlx::Error> {
     load_frontier(tx).await
 }
 
-/// Seals new entries in the order given (each with its activity's bytes, `None` when it has
-/// none) onto `frontier`, which the caller locked with [`lock_tree`] and saves with
+/// Seals new entries in the order given (each with the SHA-256 of its activity's exact bytes,
+/// `None` when it has none) onto `frontier`, which the caller locked with [`lock_tree`] and saves with
 /// [`save_tree`] in the same transaction as the entries.
 pub(crate) fn seal_new(
     frontier: &mut Frontier,
-    entries: &[(AuditEntry, Option<&[u8]>)],
+    entries: &[(AuditEntry, Option<Hash>)],
 ) -> Vec<SealColumns> {
     entries
         .iter()
@@ -164,8 +167,11 @@ const UNSEALED: &str = "\
            a.actor_aad_object_id, a.operation, a.entity, a.record_id, a.changes, a.message, \
            a.activity_at, a.recorded_at, a.authorized, a.redacted, x.raw \
     from audit_log a left join activities x using (event_id) \
-    where a.leaf_index is null order by a.recorded_at, a.event_id limit $1 for update of a";
+    where a.leaf_index is null order by a.recorded_at, a.event_id limit $1 \
+    for update of a skip locked";
 
+/// The sealed columns of entries written without a leaf. `sealed_in` is still stored for
+/// them, as before; it equals the derived `audit_sealed_in(leaf_index)`.
 const MARK: &str = "\
     update audit_log a set personal_salt = s.salt, personal_digest = s.personal, \
         raw_sha256 = s.raw_sha256, leaf_hash = s.leaf, leaf_index = s.idx, sealed_in = $7 \
@@ -194,7 +200,7 @@ impl Sealer {
             .await?;
         let sealed: Vec<Sealed> = entries
             .iter()
-            .map(|u| seal_one(&u.entry, u.raw.as_deref()))
+            .map(|u| seal_one(&u.entry, u.raw.as_deref().map(sha256)))
             .collect();
         let first = frontier.size() as i64;
         sealed.iter().for_each(|s| frontier.push(s.leaf));

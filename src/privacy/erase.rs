@@ -117,6 +117,12 @@ pub async fn erase(pool: &PgPool, req: &Request) -> Result<Outcome, sqlx::Error>
     sqlx::query("lock table legal_holds in share mode")
         .execute(&mut *tx)
         .await?;
+    // A worker writes its entries under the audit tree's lock, having checked that their
+    // activities are not erased: taking it here too, before anything is read, an entry is
+    // either committed first (and found and erased below) or written after, and skipped.
+    sqlx::query("select 1 from audit_tree for update")
+        .execute(&mut *tx)
+        .await?;
     let needles = collect(&mut tx, &req.scope).await?;
     let holds = holds_in_the_way(&mut tx, &req.scope).await?;
     if !holds.is_empty() {

@@ -1,6 +1,7 @@
 //! Audit entries an operator writes from the command line (`grant`, `revoke`, `erase`): no
-//! Teams activity stands behind them, so they carry who ran the command and why, and are
-//! sealed like every other entry (the leaf then has no activity hash).
+//! Teams activity stands behind them, so they carry who ran the command and why. They are
+//! written without a leaf; the sealer gives them theirs at its next checkpoint (the leaf then
+//! has no activity hash), so they are sealed only where a signing key is set.
 
 use serde_json::Value;
 use sqlx::PgConnection;

@@ -17,7 +17,7 @@ use uuid::Uuid;
 use super::{HandleError, Handler};
 use crate::{
     audit::{seal, AuditEntry},
-    domain::event::Event,
+    domain::{audit_leaf::sha256, event::Event, merkle::Hash},
 };
 
 /// Builds the audit entry for one event; `Permanent` when the event cannot make one.
@@ -28,14 +28,17 @@ pub(crate) fn entry_for(event: &Event, now: DateTime<Utc>) -> Result<AuditEntry,
 
 /// Which entries of a batch are new, in order, with what their activity's row says: whether
 /// it counts as a change (the receiver's decision) and whether the activity exists. Entries
-/// already written, and activities erased or expired meanwhile, are left out. The activity's
-/// row is read by primary key: written as a join on `unnest`, the planner (which cannot
-/// estimate it) was free to hash-join against a scan of every activity.
+/// already written, and activities erased or expired meanwhile, are left out. The leaf seals
+/// the SHA-256 of the bytes the stream carried, which are the stored ones; where their length
+/// differs from the stored bytes' (read without decompressing them), something other than
+/// the relay published them, and the stored bytes' SHA-256 is sealed instead, so the seal
+/// always speaks for Postgres and `verify --evidence` names the entry that does not.
 const FRESH: &str = r#"
 select (i.ord - 1)::int4 as position, coalesce(x.authorized, true) as authorized,
-       x.event_id is not null as has_activity
-from unnest($1::uuid[]) with ordinality as i(event_id, ord)
-left join lateral (select a.event_id, a.authorized, a.redacted from activities a
+       x.event_id is not null as has_activity,
+       case when octet_length(x.raw) <> i.len then sha256(x.raw) end as stored_sha256
+from unnest($1::uuid[], $2::int4[]) with ordinality as i(event_id, len, ord)
+left join lateral (select a.event_id, a.authorized, a.redacted, a.raw from activities a
                    where a.event_id = i.event_id) x on true
 where x.redacted is null
   and not exists (select 1 from audit_log l where l.event_id = i.event_id)
@@ -63,6 +66,8 @@ pub(crate) async fn insert_entries(
     let mut tree = seal::lock_tree(&mut tx).await?;
     let new = fresh(&mut tx, entries).await?;
     if new.is_empty() {
+        // Every one a redelivery: release the tree for the next writer now.
+        tx.rollback().await?;
         return Ok(0);
     }
     let sealed = seal::seal_new(&mut tree, &new);
@@ -74,24 +79,34 @@ pub(crate) async fn insert_entries(
 
 /// The entries of the batch not yet written, in order, each with its activity's decision
 /// and, when the activity exists, its bytes.
-async fn fresh<'a>(
+async fn fresh(
     tx: &mut PgConnection,
-    entries: &'a [(AuditEntry, &'a [u8])],
-) -> Result<Vec<(AuditEntry, Option<&'a [u8]>)>, sqlx::Error> {
+    entries: &[(AuditEntry, &[u8])],
+) -> Result<Vec<(AuditEntry, Option<Hash>)>, sqlx::Error> {
     let ids: Vec<Uuid> = entries.iter().map(|(e, _)| e.event_id).collect();
-    let fresh: Vec<(i32, bool, bool)> = sqlx::query_as(FRESH).bind(&ids).fetch_all(tx).await?;
+    let lens: Vec<i32> = entries
+        .iter()
+        .map(|(_, raw)| i32::try_from(raw.len()).unwrap_or(i32::MAX))
+        .collect();
+    let fresh: Vec<(i32, bool, bool, Option<Vec<u8>>)> = sqlx::query_as(FRESH)
+        .bind(&ids)
+        .bind(&lens)
+        .fetch_all(tx)
+        .await?;
     // A redelivery can put one event in a batch twice: the first one counts.
     let mut seen = HashSet::new();
     Ok(fresh
         .into_iter()
-        .filter_map(|(i, authorized, has_activity)| {
+        .filter_map(|(i, authorized, has_activity, stored)| {
             let (entry, raw) = entries.get(i as usize)?;
+            let stored = stored.and_then(|h| Hash::try_from(h).ok());
+            let raw_sha256 = has_activity.then(|| stored.unwrap_or_else(|| sha256(raw)));
             seen.insert(entry.event_id).then(|| {
                 let entry = AuditEntry {
                     authorized,
                     ..entry.clone()
                 };
-                (entry, has_activity.then_some(*raw))
+                (entry, raw_sha256)
             })
         })
         .collect())
@@ -100,7 +115,7 @@ async fn fresh<'a>(
 /// Inserts the new entries with their sealed columns, in one statement.
 async fn write(
     tx: &mut PgConnection,
-    new: &[(AuditEntry, Option<&[u8]>)],
+    new: &[(AuditEntry, Option<Hash>)],
     sealed: &[seal::SealColumns],
 ) -> Result<(), sqlx::Error> {
     let e: Vec<&AuditEntry> = new.iter().map(|(e, _)| e).collect();

@@ -672,3 +672,41 @@ async fn the_worker_plans_each_statement_for_its_own_execution() {
     assert_eq!(mode(app.pool.clone()).await, "auto");
     app.stop().await;
 }
+
+/// The leaf seals the stored bytes' SHA-256: an event on the stream whose bytes are not the
+/// stored ones (another publisher) cannot make the seal speak for them.
+#[tokio::test]
+async fn an_entry_is_sealed_with_the_digest_of_the_stored_bytes_not_of_a_forged_copy() {
+    let app = TestApp::spawn().await;
+    let body = hr_message("forged-1", "update employee E-9 band=3", "Ann");
+    assert_eq!(app.post_signed("contoso", &body).await.status(), 200);
+    app.wait_outbox_empty(Duration::from_secs(10)).await;
+    let original = app.read_stream().await.pop().unwrap();
+    let event = Event::decode(
+        original.subject.as_str(),
+        original.headers.as_ref(),
+        original.payload.clone(),
+    )
+    .unwrap();
+    let forged = hr_message(
+        "forged-1",
+        "update employee E-9 band=3 salary=1000000",
+        "Ann",
+    );
+    let forged = Event {
+        body: forged.into(),
+        ..event
+    };
+    let handler = HrAudit {
+        pool: app.pool.clone(),
+    };
+    assert_eq!(handler.handle(&[forged]).await, vec![Ok(())]);
+    let sealed_stored: bool = sqlx::query_scalar(
+        "select l.raw_sha256 = sha256(a.raw) from audit_log l join activities a using (event_id)",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert!(sealed_stored, "the seal must cover the stored bytes");
+    app.stop().await;
+}
