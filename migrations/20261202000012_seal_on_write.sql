@@ -3,8 +3,7 @@
 -- checkpoint covering a leaf is derived from the checkpoints instead of written into every
 -- row afterwards (that update was a second, non-HOT version of every entry). For entries
 -- sealed before, the derived value equals the stored `sealed_in`: each seal's checkpoint was
--- the first one larger than its leaves. Upgrade every worker and CLI together: an older
--- `verify` reads the (now empty) stored column and would report these entries.
+-- the first one larger than its leaves.
 create function audit_sealed_in(leaf bigint) returns bigint
     language sql stable parallel safe
     as $$ select min(size) from audit_checkpoints where size > leaf $$;

@@ -82,7 +82,7 @@ declare -A QUERIES=(
   [record]="\\set r random(0, 99999)
 $Q where record_id = 'E-' || :r order by activity_at desc, event_id desc limit 50;"
   [actor]="\\set p random(0, 4999)
-$Q where (actor_aad_object_id = 'aad-' || :p or lower(actor_name) = lower('aad-' || :p)) order by activity_at desc, event_id desc limit 50;"
+select * from (($Q where actor_aad_object_id = 'aad-' || :p order by activity_at desc, event_id desc limit 50) union ($Q where lower(actor_name) = lower('aad-' || :p) order by activity_at desc, event_id desc limit 50)) u order by activity_at desc, event_id desc limit 50;"
   [operation-7d]="$Q where operation = 'delete' and activity_at >= now() - interval '7 days' order by activity_at desc, event_id desc limit 50;"
   [api-page-1]="$Q where true order by activity_at desc, event_id desc limit 50;"
   [api-page-10]="\\set o random(0, 100)

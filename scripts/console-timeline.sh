@@ -41,9 +41,13 @@ code=$(curl -s -o /dev/null -w '%{http_code}' -b "$jar" -c "$jar" --data-urlenco
   --data-urlencode "name=$user" --data-urlencode "token=$token" --data-urlencode "next=/console" \
   "$base/console/login")
 [ "$code" = 303 ] || { log "sign-in answered $code"; exit 1; }
-urls() { for _ in $(seq 1 "$1"); do printf 'url = "%s/console/records/E-%d"\n' "$base" $(( (RANDOM * 32768 + RANDOM) % 100000 )); done; }
-urls 50 | curl -s -b "$jar" -K - -o /dev/null >/dev/null
-urls "$N" | curl -s -b "$jar" -K - -o /dev/null -w '%{http_code} %{time_total}\n' >"$OUT/timeline.times"
+urls() {
+  for _ in $(seq 1 "$1"); do
+    printf 'url = "%s/console/records/E-%d"\noutput = "/dev/null"\n' "$base" $(( (RANDOM * 32768 + RANDOM) % 100000 ))
+  done
+}
+urls 50 | curl -s -b "$jar" -K - >/dev/null
+urls "$N" | curl -s -b "$jar" -K - -w '%{http_code} %{time_total}\n' >"$OUT/timeline.times"
 python3 - "$OUT/timeline.times" <<'PY'
 import sys
 rows = [l.split() for l in open(sys.argv[1])]

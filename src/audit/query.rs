@@ -132,7 +132,42 @@ pub async fn query(
     } else {
         f.limit.min(MAX_LIMIT)
     };
-    let mut q: QueryBuilder<Postgres> = QueryBuilder::new(
+    let mut q: QueryBuilder<Postgres> = QueryBuilder::new("");
+    match &f.actor {
+        // By id or by name: each branch walks its own index newest first and stops after a
+        // page. One scan of both (a BitmapOr) read every entry of the person and sorted them,
+        // linear in entries per person (p99 56 ms at 10 M entries, 2,000 a person).
+        Some(actor) => {
+            q.push("select * from ((");
+            branch(&mut q, f, Some(Who::Id(actor)), limit);
+            q.push(") union (");
+            branch(&mut q, f, Some(Who::Name(actor)), limit);
+            q.push(")) u order by activity_at desc, event_id desc limit ")
+                .push_bind(limit);
+        }
+        None => branch(&mut q, f, None, limit),
+    }
+    let rows: Vec<AuditEntry> = q.build_query_as().fetch_all(pool).await?;
+    let rows: Vec<AuditEntry> = rows.into_iter().map(AuditEntry::with_seal).collect();
+    let next = (rows.len() as i64 == limit)
+        .then(|| rows.last())
+        .flatten()
+        .map(|e| Cursor {
+            activity_at: e.activity_at,
+            event_id: e.event_id,
+        });
+    Ok((rows, next))
+}
+
+/// How an actor filter matches: by Entra object id, or by display name (any case).
+enum Who<'a> {
+    Id(&'a str),
+    Name(&'a str),
+}
+
+/// One `select` of the page: every filter of `f` (the actor as `who`), newest first.
+fn branch(q: &mut QueryBuilder<Postgres>, f: &AuditFilter, who: Option<Who>, limit: i64) {
+    q.push(
         "select event_id, webhook, tenant_id, team_id, channel_id, actor_name, actor_aad_object_id, \
          operation, entity, record_id, changes, message, activity_at, recorded_at, authorized, redacted, leaf_index, \
          audit_sealed_in(leaf_index) as sealed_in from audit_log where true",
@@ -140,11 +175,17 @@ pub async fn query(
     if let Some(v) = &f.record {
         q.push(" and record_id = ").push_bind(v.clone());
     }
-    if let Some(v) = &f.actor {
-        q.push(" and (actor_aad_object_id = ").push_bind(v.clone());
-        q.push(" or lower(actor_name) = lower(")
-            .push_bind(v.clone())
-            .push("))");
+    match who {
+        Some(Who::Id(v)) => {
+            q.push(" and actor_aad_object_id = ")
+                .push_bind(v.to_string());
+        }
+        Some(Who::Name(v)) => {
+            q.push(" and lower(actor_name) = lower(")
+                .push_bind(v.to_string())
+                .push(")");
+        }
+        None => {}
     }
     if let Some(v) = f.operation {
         q.push(" and operation = ").push_bind(v.as_str());
@@ -168,16 +209,6 @@ pub async fn query(
     }
     q.push(" order by activity_at desc, event_id desc limit ")
         .push_bind(limit);
-    let rows: Vec<AuditEntry> = q.build_query_as().fetch_all(pool).await?;
-    let rows: Vec<AuditEntry> = rows.into_iter().map(AuditEntry::with_seal).collect();
-    let next = (rows.len() as i64 == limit)
-        .then(|| rows.last())
-        .flatten()
-        .map(|e| Cursor {
-            activity_at: e.activity_at,
-            event_id: e.event_id,
-        });
-    Ok((rows, next))
 }
 
 #[cfg(test)]
