@@ -150,23 +150,28 @@ async fn an_update_flows_from_a_signed_post_to_the_reply_the_audit_log_the_cli_a
     app.stop().await;
 }
 
+/// Posts `body` (200), waits until it is on the stream, and returns the last message there
+/// with the event the worker decodes from it.
+async fn posted_and_published(
+    app: &TestApp,
+    body: &[u8],
+) -> (async_nats::jetstream::Message, Event) {
+    assert_eq!(app.post_signed("contoso", body).await.status(), 200);
+    app.wait_outbox_empty(Duration::from_secs(10)).await;
+    let m = app.read_stream().await.pop().unwrap();
+    let event = Event::decode(m.subject.as_str(), m.headers.as_ref(), m.payload.clone()).unwrap();
+    (m, event)
+}
+
 #[tokio::test]
 async fn duplicate_deliveries_redeliveries_and_a_crash_before_ack_give_one_row() {
     let app = TestApp::spawn().await;
     let body = hr_message("dup-1", "view employee E-7", "Ann");
     assert_eq!(app.post_signed("contoso", &body).await.status(), 200);
-    assert_eq!(app.post_signed("contoso", &body).await.status(), 200);
-    app.wait_outbox_empty(Duration::from_secs(10)).await;
-    let original = app.read_stream().await.pop().unwrap();
+    let (original, event) = posted_and_published(&app, &body).await;
 
     // A crash between the worker's commit and its ack: the entry is already committed when
     // the message arrives (again).
-    let event = Event::decode(
-        original.subject.as_str(),
-        original.headers.as_ref(),
-        original.payload.clone(),
-    )
-    .unwrap();
     let handler = HrAudit {
         pool: app.pool.clone(),
     };
@@ -679,15 +684,7 @@ async fn the_worker_plans_each_statement_for_its_own_execution() {
 async fn an_entry_is_sealed_with_the_digest_of_the_stored_bytes_not_of_a_forged_copy() {
     let app = TestApp::spawn().await;
     let body = hr_message("forged-1", "update employee E-9 band=3", "Ann");
-    assert_eq!(app.post_signed("contoso", &body).await.status(), 200);
-    app.wait_outbox_empty(Duration::from_secs(10)).await;
-    let original = app.read_stream().await.pop().unwrap();
-    let event = Event::decode(
-        original.subject.as_str(),
-        original.headers.as_ref(),
-        original.payload.clone(),
-    )
-    .unwrap();
+    let (_, event) = posted_and_published(&app, &body).await;
     let forged = hr_message(
         "forged-1",
         "update employee E-9 band=3 salary=1000000",
