@@ -108,14 +108,6 @@ pub(crate) struct SealColumns {
     pub index: i64,
 }
 
-/// Locks the tree for this transaction and returns it. Every writer of leaves (workers, the
-/// sealer) and erasure take this lock before they touch `audit_log`, so leaf indexes are
-/// handed out one writer at a time, without gaps, and an entry is either written before an
-/// erasure of its activity (and erased by it) or sees the activity erased.
-pub(crate) async fn lock_tree(tx: &mut PgConnection) -> Result<Frontier, sqlx::Error> {
-    load_frontier(tx).await
-}
-
 /// Seals new entries in the order given (each with the SHA-256 of its activity's exact bytes,
 /// `None` when it has none) onto `frontier`, which the caller locked with [`lock_tree`] and saves with
 /// [`save_tree`] in the same transaction as the entries.
@@ -284,7 +276,11 @@ impl Sealer {
     }
 }
 
-async fn load_frontier(tx: &mut PgConnection) -> Result<Frontier, sqlx::Error> {
+/// Locks the tree for this transaction and returns it. Every writer of leaves (workers, the
+/// sealer) and erasure take this lock before they touch `audit_log`, so leaf indexes are
+/// handed out one writer at a time, without gaps, and an entry is either written before an
+/// erasure of its activity (and erased by it) or sees the activity erased.
+pub(crate) async fn lock_tree(tx: &mut PgConnection) -> Result<Frontier, sqlx::Error> {
     let (size, hashes): (i64, Vec<Vec<u8>>) =
         sqlx::query_as("select size, frontier from audit_tree for update")
             .fetch_one(&mut *tx)

@@ -44,6 +44,18 @@ impl Drop for WorkerProcess {
     }
 }
 
+/// A `worker hr-audit` process with exactly these settings.
+fn spawn_worker(env: &std::collections::BTreeMap<String, String>) -> WorkerProcess {
+    let child = Command::new(env!("CARGO_BIN_EXE_teams-bridge"))
+        .args(["worker", "hr-audit"])
+        .env_clear()
+        .envs(env)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    WorkerProcess(child)
+}
+
 impl Sealed {
     pub(crate) async fn start() -> Self {
         Self::start_with(&[]).await
@@ -67,17 +79,11 @@ impl Sealed {
         settings.extend_from_slice(extra);
         let env = test_env(&settings);
         let app = TestApp::spawn_env(env.clone()).await;
-        let worker = Command::new(env!("CARGO_BIN_EXE_teams-bridge"))
-            .args(["worker", "hr-audit"])
-            .env_clear()
-            .envs(&env)
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
+        let worker = spawn_worker(&env);
         Self {
             app,
             dir,
-            worker: WorkerProcess(worker),
+            worker,
             env,
         }
     }
@@ -482,14 +488,7 @@ async fn entries_are_written_with_their_leaf_and_are_pending_until_a_checkpoint_
 #[tokio::test]
 async fn two_workers_writing_at_once_build_one_gapless_tree() {
     let s = Sealed::start().await;
-    let second = Command::new(env!("CARGO_BIN_EXE_teams-bridge"))
-        .args(["worker", "hr-audit"])
-        .env_clear()
-        .envs(&s.env)
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let second = WorkerProcess(second);
+    let second = spawn_worker(&s.env);
     let posts = (0..80).map(|i| {
         let body = hr_message(
             &format!("p-{i}"),
