@@ -353,14 +353,29 @@ pub async fn run_retention(dry_run: bool, config: &Config) -> anyhow::Result<Exi
         return Ok(ExitCode::SUCCESS);
     }
     let pool = db::prepare(config).await?;
-    let (verb, r) = match dry_run {
-        true => ("would remove", retention::dry_run(&pool, policy).await?),
-        false => ("removed", retention::run(&pool, policy).await?),
+    let pass = match dry_run {
+        true => None,
+        false => Some(retention::run(&pool, policy).await?),
+    };
+    let (verb, r) = match pass {
+        None => ("would remove", retention::dry_run(&pool, policy).await?),
+        Some(pass) => ("removed", pass.removed),
     };
     println!(
         "{verb}: {} activities (bytes and names; tombstones stay), {} dead letters, personal fields of {} audit entries",
         r.activities, r.dead_letters, r.audit_entries
     );
+    if let Some(pass) = pass {
+        // How long a row stayed locked at most: what a large first pass should be judged by.
+        let batches = match pass.batches {
+            1 => "1 batch".to_string(),
+            n => format!("{n} batches"),
+        };
+        println!(
+            "in {batches} (one transaction each), the longest {} ms",
+            pass.longest.as_millis()
+        );
+    }
     if dry_run {
         println!(
             "kept under a legal hold: {} activities, {} audit entries",

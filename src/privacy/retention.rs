@@ -6,10 +6,19 @@
 //! reached the stream yet) and a message the HR audit worker has not yet made an entry of (or
 //! dead-lettered): retention never costs the log an entry. Work goes in batches, each its own short transaction that skips
 //! rows others hold locked, under a transaction advisory lock so one worker of many does it.
+//!
+//! A pass walks each table oldest first through a partial index of what still has its
+//! personal data (`activities_unexpired_idx`, `audit_log_unexpired_idx`): what it expires
+//! leaves the index, so no batch reads the tombstones of earlier ones or of earlier passes,
+//! and each batch starts after the last row the previous one took, so rows kept (held, not
+//! yet published or audited) are read once per pass, not once per batch. Measured on a year
+//! of ten million activities and entries: BENCHMARKS.md, `scripts/retention-at-size.sh`.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
 use sqlx::PgPool;
+use uuid::Uuid;
 
 use super::holds::{ACTIVITY_HELD, ENTRY_HELD};
 use crate::infra::run_loop::{Step, Steps};
@@ -44,9 +53,12 @@ pub struct Removed {
     pub held_audit_entries: u64,
 }
 
+/// SQL: an activity `a` past retention that may be reduced to a tombstone. `raw is not null`
+/// is what `activities_unexpired_idx` holds.
 fn old_activity(days: &str) -> String {
     format!(
-        "a.redacted is null and a.received_at < now() - make_interval(days => {days}) \
+        "a.raw is not null and a.redacted is null \
+         and a.received_at < now() - make_interval(days => {days}) \
          and not exists (select 1 from outbox o where o.event_id = a.event_id) \
          and (a.activity_type is distinct from 'message' \
               or exists (select 1 from audit_log l where l.event_id = a.event_id) \
@@ -62,6 +74,8 @@ fn old_dead_letter(days: &str) -> String {
     )
 }
 
+/// SQL: an audit entry `l` past retention whose personal fields may be removed (`redacted is
+/// null` is what `audit_log_unexpired_idx` holds).
 fn old_entry(days: &str) -> String {
     format!(
         "l.redacted is null and l.activity_at < now() - make_interval(days => {days}) \
@@ -117,11 +131,57 @@ pub async fn dry_run(pool: &PgPool, policy: Policy) -> Result<Removed, sqlx::Err
     Ok(r)
 }
 
-/// One batch of each kind; `None` when another worker holds the lock.
+/// Where a pass has got to in each table: the key of the last row a batch took (rows before
+/// it were taken or are kept), `None` before the first batch; `done` once a batch found
+/// nothing more.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Cursor {
+    activities: Walk,
+    entries: Walk,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Walk {
+    after: Option<(DateTime<Utc>, Uuid)>,
+    done: bool,
+}
+
+/// SQL: the rows after the walk's key (`at`, `id`), bound as `$3`, `$4` (`null` before the
+/// first batch).
+fn after(at: &str, id: &str) -> String {
+    format!(
+        "({at}, {id}) > (coalesce($3::timestamptz, '-infinity'), \
+         coalesce($4::uuid, '00000000-0000-0000-0000-000000000000'))"
+    )
+}
+
+impl Walk {
+    /// After a batch whose last row was `last` (`None`: it took none); `more` when it did
+    /// other work that a further batch may continue.
+    fn advance(&mut self, last: Option<(DateTime<Utc>, Uuid)>, more: bool) {
+        match last {
+            Some(key) => self.after = Some(key),
+            None if more => {}
+            None => self.done = true,
+        }
+    }
+}
+
+impl Cursor {
+    /// Both tables walked to the end.
+    pub fn finished(&self, policy: Policy) -> bool {
+        (policy.activity_days.is_none() || self.activities.done)
+            && (policy.audit_days.is_none() || self.entries.done)
+    }
+}
+
+/// One batch of each kind from `cursor` on (which it advances); `None` when another worker
+/// holds the lock.
 pub async fn batch(
     pool: &PgPool,
     policy: Policy,
     limit: i64,
+    cursor: &mut Cursor,
 ) -> Result<Option<Removed>, sqlx::Error> {
     let mut tx = pool.begin().await?;
     let leader: bool = sqlx::query_scalar("select pg_try_advisory_xact_lock($1)")
@@ -132,50 +192,79 @@ pub async fn batch(
         return Ok(None);
     }
     let mut r = Removed::default();
-    if let Some(days) = policy.activity_days {
-        (r.activities, r.dead_letters) = expire_activities(&mut tx, days, limit).await?;
+    if let Some(days) = policy.activity_days.filter(|_| !cursor.activities.done) {
+        (r.activities, r.dead_letters) =
+            expire_activities(&mut tx, days, limit, &mut cursor.activities).await?;
     }
-    if let Some(days) = policy.audit_days {
-        let sql = format!(
-            "with doomed as (select l.event_id from audit_log l where {} and not {ENTRY_HELD} \
-                 order by l.activity_at limit $2 for update skip locked) \
-             update audit_log l set actor_name = null, actor_aad_object_id = null, \
-                 changes = '{{}}'::jsonb, message = '', personal_salt = null, \
-                 redacted = 'expired', redacted_at = now() \
-             from doomed where l.event_id = doomed.event_id",
-            old_entry("$1")
-        );
-        let done = sqlx::query(&sql)
-            .bind(days as i32)
-            .bind(limit)
-            .execute(&mut *tx)
-            .await?;
-        r.audit_entries = done.rows_affected();
+    if let Some(days) = policy.audit_days.filter(|_| !cursor.entries.done) {
+        r.audit_entries = expire_entries(&mut tx, days, limit, &mut cursor.entries).await?;
     }
     tx.commit().await?;
     Ok(Some(r))
 }
 
-/// Reduces up to `limit` old activities to tombstones and deletes as many old dead letters.
+/// What a batch statement returns: the rows it changed and the key of the last one.
+type Taken = (i64, Option<DateTime<Utc>>, Option<Uuid>);
+
+/// Removes the personal fields of up to `limit` old entries after `walk`.
+async fn expire_entries(
+    tx: &mut sqlx::PgConnection,
+    days: u32,
+    limit: i64,
+    walk: &mut Walk,
+) -> Result<u64, sqlx::Error> {
+    let sql = format!(
+        "with doomed as (select l.event_id, l.activity_at from audit_log l \
+             where {} and not {ENTRY_HELD} and {} \
+             order by l.activity_at, l.event_id limit $2 for update skip locked), \
+         done as (update audit_log l set actor_name = null, actor_aad_object_id = null, \
+             changes = '{{}}'::jsonb, message = '', personal_salt = null, \
+             redacted = 'expired', redacted_at = now() \
+             from doomed where l.event_id = doomed.event_id returning 1) \
+         select (select count(*) from done), max(activity_at), \
+             (array_agg(event_id order by activity_at desc, event_id desc))[1] from doomed",
+        old_entry("$1"),
+        after("l.activity_at", "l.event_id")
+    );
+    let (n, at, id): Taken = sqlx::query_as(&sql)
+        .bind(days as i32)
+        .bind(limit)
+        .bind(walk.after.map(|(at, _)| at))
+        .bind(walk.after.map(|(_, id)| id))
+        .fetch_one(&mut *tx)
+        .await?;
+    walk.advance(at.zip(id), false);
+    Ok(n as u64)
+}
+
+/// Reduces up to `limit` old activities after `walk` to tombstones and deletes as many old
+/// dead letters.
 async fn expire_activities(
     tx: &mut sqlx::PgConnection,
     days: u32,
     limit: i64,
+    walk: &mut Walk,
 ) -> Result<(u64, u64), sqlx::Error> {
     let sql = format!(
-        "with doomed as (select a.event_id from activities a where {} and not {ACTIVITY_HELD} \
-             order by a.received_at limit $2 for update skip locked), \
-         dead as (delete from outbox_dead d using doomed where d.event_id = doomed.event_id) \
-         update activities a set raw = null, text = null, sender_id = null, \
+        "with doomed as (select a.event_id, a.received_at from activities a \
+             where {} and not {ACTIVITY_HELD} and {} \
+             order by a.received_at, a.event_id limit $2 for update skip locked), \
+         dead as (delete from outbox_dead d using doomed where d.event_id = doomed.event_id), \
+         done as (update activities a set raw = null, text = null, sender_id = null, \
              sender_name = null, sender_aad_object_id = null, mac = null, \
              redacted = 'expired', redacted_at = now() \
-         from doomed where a.event_id = doomed.event_id",
-        old_activity("$1")
+             from doomed where a.event_id = doomed.event_id returning 1) \
+         select (select count(*) from done), max(received_at), \
+             (array_agg(event_id order by received_at desc, event_id desc))[1] from doomed",
+        old_activity("$1"),
+        after("a.received_at", "a.event_id")
     );
-    let done = sqlx::query(&sql)
+    let (n, at, id): Taken = sqlx::query_as(&sql)
         .bind(days as i32)
         .bind(limit)
-        .execute(&mut *tx)
+        .bind(walk.after.map(|(at, _)| at))
+        .bind(walk.after.map(|(_, id)| id))
+        .fetch_one(&mut *tx)
         .await?;
     let sql = format!(
         "delete from dead_letters where id in (select d.id from dead_letters d where {} \
@@ -186,22 +275,50 @@ async fn expire_activities(
         .bind(days as i32)
         .bind(limit)
         .execute(&mut *tx)
-        .await?;
-    Ok((done.rows_affected(), dead.rows_affected()))
+        .await?
+        .rows_affected();
+    walk.advance(at.zip(id), dead > 0);
+    Ok((n as u64, dead))
 }
 
-/// Batches until nothing is left (or another worker leads).
-pub async fn run(pool: &PgPool, policy: Policy) -> Result<Removed, sqlx::Error> {
-    let mut total = Removed::default();
-    while let Some(r) = batch(pool, policy, BATCH).await? {
+/// What a pass did, and how: its batches and the longest of them (the longest any row it
+/// changed stayed locked).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pass {
+    /// What it removed.
+    pub removed: Removed,
+    /// Batches (transactions) it took.
+    pub batches: u64,
+    /// The longest batch, from its BEGIN to its COMMIT.
+    pub longest: Duration,
+}
+
+/// Batches of [`BATCH`] until nothing is left (or another worker leads).
+pub async fn run(pool: &PgPool, policy: Policy) -> Result<Pass, sqlx::Error> {
+    run_in_batches_of(pool, policy, BATCH).await
+}
+
+/// [`run`] with batches of `limit` rows of each kind.
+pub async fn run_in_batches_of(
+    pool: &PgPool,
+    policy: Policy,
+    limit: i64,
+) -> Result<Pass, sqlx::Error> {
+    let mut pass = Pass::default();
+    let mut cursor = Cursor::default();
+    while !cursor.finished(policy) {
+        let started = Instant::now();
+        let Some(r) = batch(pool, policy, limit, &mut cursor).await? else {
+            break;
+        };
+        pass.batches += 1;
+        pass.longest = pass.longest.max(started.elapsed());
+        let total = &mut pass.removed;
         total.activities += r.activities;
         total.dead_letters += r.dead_letters;
         total.audit_entries += r.audit_entries;
-        if r.activities + r.dead_letters + r.audit_entries == 0 {
-            break;
-        }
     }
-    Ok(total)
+    Ok(pass)
 }
 
 /// The worker's retention task: a pass every `every`.
@@ -222,12 +339,15 @@ impl Steps for Retention {
     }
 
     async fn step(&mut self) -> Result<Step, sqlx::Error> {
-        let r = run(&self.pool, self.policy).await?;
+        let pass = run(&self.pool, self.policy).await?;
+        let r = pass.removed;
         if r.activities + r.dead_letters + r.audit_entries > 0 {
             tracing::info!(
                 activities = r.activities,
                 dead_letters = r.dead_letters,
                 audit_entries = r.audit_entries,
+                batches = pass.batches,
+                longest_batch_ms = pass.longest.as_millis() as u64,
                 "retention removed what is older than the policy keeps"
             );
         }
@@ -236,5 +356,43 @@ impl Steps for Retention {
 
     async fn idle(&mut self) {
         tokio::time::sleep(self.every).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_walk_moves_past_what_a_batch_took_and_ends_on_an_empty_one() {
+        let key = (DateTime::<Utc>::UNIX_EPOCH, Uuid::now_v7());
+        let mut walk = Walk::default();
+        walk.advance(Some(key), false);
+        assert_eq!((walk.after, walk.done), (Some(key), false));
+        // Nothing more to take, but other work (dead letters) to continue: not done, same key.
+        walk.advance(None, true);
+        assert_eq!((walk.after, walk.done), (Some(key), false));
+        walk.advance(None, false);
+        assert!(walk.done);
+    }
+
+    #[test]
+    fn a_pass_ends_when_every_walk_its_policy_asks_for_is_done() {
+        let both = Policy {
+            activity_days: Some(30),
+            audit_days: Some(30),
+        };
+        let mut cursor = Cursor::default();
+        assert!(!cursor.finished(both));
+        cursor.activities.done = true;
+        assert!(!cursor.finished(both));
+        let activities_only = Policy {
+            audit_days: None,
+            ..both
+        };
+        assert!(cursor.finished(activities_only));
+        cursor.entries.done = true;
+        assert!(cursor.finished(both));
+        assert!(Cursor::default().finished(Policy::default()));
     }
 }

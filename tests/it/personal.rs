@@ -207,6 +207,54 @@ async fn a_change_by_someone_not_an_editor_is_recorded_but_not_counted_and_list_
 }
 
 #[tokio::test]
+async fn a_retention_pass_walks_in_batches_past_what_it_keeps() {
+    use teams_bridge::privacy::retention::{run_in_batches_of, Policy};
+    let s = Sealed::start().await;
+    let old = (chrono::Utc::now() - chrono::TimeDelta::days(40)).to_rfc3339();
+    let jane = ("Jane Old", "aad-jane", "29:jane");
+    let held = ("Hal Held", "aad-hal", "29:hal");
+    // Held rows first and in the middle: every batch must move on past them.
+    for (i, who) in [held, jane, jane, held, jane, jane, jane]
+        .into_iter()
+        .enumerate()
+    {
+        let text = format!("update employee E-{i} title=Old");
+        post(&s, &message(&format!("w-{i}"), &text, who, &old)).await;
+    }
+    s.wait_sealed().await;
+    let pool = &s.app.pool;
+    exec(
+        pool,
+        "update activities set received_at = now() - interval '40 days' + interval '1 second' * \
+         substr(activity_id, 3)::int",
+    )
+    .await;
+    assert_eq!(s.cli(&["hold", "add", "--actor", "aad-hal"]).0, 0);
+    let policy = Policy {
+        activity_days: Some(30),
+        audit_days: Some(30),
+    };
+    let pass = run_in_batches_of(pool, policy, 2).await.unwrap();
+    assert_eq!(
+        (pass.removed.activities, pass.removed.audit_entries),
+        (5, 5)
+    );
+    // 2 + 2 + 1, then one that finds nothing after the last key.
+    assert_eq!(pass.batches, 4, "{pass:?}");
+    let state = "select string_agg(activity_id || ':' || coalesce(redacted, 'kept'), ' ' \
+                 order by activity_id) from activities";
+    assert_eq!(
+        one(pool, state).await,
+        "w-0:kept w-1:expired w-2:expired w-3:kept w-4:expired w-5:expired w-6:expired"
+    );
+    let kept = "select count(*)::text from audit_log where redacted is null";
+    assert_eq!(one(pool, kept).await, "2", "the held person's entries");
+    let again = run_in_batches_of(pool, policy, 2).await.unwrap();
+    assert_eq!((again.removed.activities, again.batches), (0, 1));
+    s.stop().await;
+}
+
+#[tokio::test]
 async fn retention_removes_the_old_and_keeps_the_recent_and_the_held() {
     // The worker keeps everything (its own pass would race the holds placed below); the
     // commands run with the policy.
@@ -308,7 +356,12 @@ async fn retention_removes_the_old_and_keeps_the_recent_and_the_held() {
         "expired: kept:update employee E-2 title=Held kept:update employee E-9 title=Case \
          kept:update employee E-1 title=New"
     );
-    assert_eq!(s.cli_with(&policy, &["retention"]).1.trim_end(), "removed: 0 activities (bytes and names; tombstones stay), 0 dead letters, personal fields of 0 audit entries");
+    let (_, again, _) = s.cli_with(&policy, &["retention"]);
+    assert_eq!(again.lines().next(), Some("removed: 0 activities (bytes and names; tombstones stay), 0 dead letters, personal fields of 0 audit entries"), "{again}");
+    assert!(
+        again.contains("in 1 batch (one transaction each)"),
+        "{again}"
+    );
 
     let (code, out, _) = s.cli(&["verify"]);
     assert_eq!(
