@@ -41,14 +41,14 @@ pub(crate) async fn attempt(pool: &PgPool, batch: &[&NewActivity], deadline: Ins
         return Attempt::NotStored(StoreError::Expired);
     };
     let statement = async {
-        let mut tx = pool.begin().await?;
-        let xid: String = sqlx::query_scalar(
-            "select pg_current_xact_id()::text from set_config('statement_timeout', $1, true)",
-        )
-        .bind(limit.as_millis().max(1).to_string())
-        .fetch_one(&mut *tx)
-        .await?;
-        let inserted = insert_batch(&mut tx, batch).await?;
+        // BEGIN and the timeout in one round trip (a simple query of two statements; the
+        // number is ours, not input). The insert returns the transaction's id.
+        let begin = format!(
+            "begin; set local statement_timeout = {}",
+            limit.as_millis().max(1)
+        );
+        let mut tx = pool.begin_with(begin).await?;
+        let (inserted, xid) = insert_batch(&mut tx, batch).await?;
         Ok::<_, sqlx::Error>((tx, inserted, xid))
     };
     // Dropping the transaction before COMMIT rolls it back: not stored.
@@ -61,25 +61,25 @@ pub(crate) async fn attempt(pool: &PgPool, batch: &[&NewActivity], deadline: Ins
         Ok(Ok(())) => Attempt::Committed(inserted),
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "COMMIT failed; asking for its outcome");
-            look_up(pool, inserted, &xid).await
+            look_up(pool, inserted, xid).await
         }
         Err(_) => {
             tracing::warn!("COMMIT unanswered; asking for its outcome");
-            look_up(pool, inserted, &xid).await
+            look_up(pool, inserted, xid).await
         }
     }
 }
 
 /// After an unanswered COMMIT: the transaction's status, asked on another connection.
-async fn look_up(pool: &PgPool, inserted: Inserted, xid: &str) -> Attempt {
+async fn look_up(pool: &PgPool, inserted: Inserted, xid: Option<String>) -> Attempt {
     // All repeats: nothing new was written, whatever became of the COMMIT.
-    if !inserted
+    let new = inserted
         .outcomes
         .iter()
-        .any(|o| matches!(o, Stored::New(_)))
-    {
+        .any(|o| matches!(o, Stored::New(_)));
+    let Some(xid) = xid.filter(|_| new) else {
         return Attempt::Committed(inserted);
-    }
+    };
     let status = sqlx::query_scalar::<_, Option<String>>("select pg_xact_status($1::xid8)")
         .bind(xid)
         .fetch_one(pool);

@@ -1,8 +1,9 @@
 //! The group committer: requests hand their activity to a small set of committer tasks
 //! over a channel. Each task takes whatever is queued (up to `batch_max`) and writes it in
 //! one statement ([`super::insert`]). Commits run one at a time while the load is light (what
-//! arrives during a commit goes out in the next), and side by side (up to `COMMIT_TASKS`)
-//! only once a backlog builds up. A request is answered only after the statement holding its
+//! arrives during a commit goes out in the next; under a steady load a commit about to start
+//! alone waits a millisecond for company), and side by side (up to `COMMIT_TASKS`) only once
+//! a backlog builds up. A request is answered only after the statement holding its
 //! row has committed; each commit's new events go to the hand-off for this process's relay.
 
 use std::{
@@ -129,8 +130,15 @@ impl Committer {
     }
 }
 
+/// How long a lone commit waits for company under a steady load.
+const COMMIT_LINGER: Duration = Duration::from_millis(1);
+
+/// A load is steady when this task's last commit began less than this long ago.
+const STEADY: Duration = Duration::from_millis(5);
+
 async fn run(pool: PgPool, shared: Arc<Shared>, handoff: Arc<Handoff>) {
     let mut jobs = Vec::with_capacity(shared.batch_max);
+    let mut last_start: Option<Instant> = None;
     loop {
         {
             let mut rx = shared.queue.lock().await;
@@ -139,29 +147,10 @@ async fn run(pool: PgPool, shared: Arc<Shared>, handoff: Arc<Handoff>) {
                 None => return,
             }
             take_ready(&mut rx, &mut jobs, shared.batch_max);
-            // Every commit pays its own WAL flush, and concurrent small commits mostly queue
-            // for the disk and the cores. While a commit is in progress and only a few
-            // requests wait, keep gathering: they all go out together the moment it ends.
-            // Only a real backlog starts commits side by side.
-            while jobs.len() < shared.overlap_at {
-                let ended = shared.committed.notified();
-                tokio::pin!(ended);
-                ended.as_mut().enable();
-                if shared.in_flight.load(Ordering::SeqCst) == 0 {
-                    break;
-                }
-                tokio::select! {
-                    job = rx.recv() => match job {
-                        Some(job) => {
-                            jobs.push(job);
-                            take_ready(&mut rx, &mut jobs, shared.batch_max);
-                        }
-                        None => break,
-                    },
-                    _ = &mut ended => break,
-                }
-            }
+            let steady = last_start.is_some_and(|t: Instant| t.elapsed() < STEADY);
+            gather(&mut rx, &mut jobs, &shared, steady).await;
             shared.in_flight.fetch_add(1, Ordering::SeqCst);
+            last_start = Some(Instant::now());
         }
         // A request that has already given up must not be stored behind its back, and one
         // whose budget is spent is told so now rather than tried.
@@ -172,6 +161,50 @@ async fn run(pool: PgPool, shared: Arc<Shared>, handoff: Arc<Handoff>) {
         }
         shared.in_flight.fetch_sub(1, Ordering::SeqCst);
         shared.committed.notify_waiters();
+    }
+}
+
+/// Adds to `jobs` what should go out in the same commit; `steady` when this task's last
+/// commit began moments ago.
+async fn gather(rx: &mut mpsc::Receiver<Job>, jobs: &mut Vec<Job>, shared: &Shared, steady: bool) {
+    // Under a steady load (the last commit began moments ago) a commit that would
+    // start alone waits a moment for company: a transaction costs Postgres and this
+    // process more than a row does (measured at 1,400 webhooks/s: 1.5 rows per commit
+    // without, CPU per webhook 790 -> 733 µs with, p50 +0.5 ms). An idle service
+    // answers at once.
+    if shared.in_flight.load(Ordering::SeqCst) == 0 && steady {
+        let until = tokio::time::Instant::now() + COMMIT_LINGER;
+        while jobs.len() < shared.overlap_at {
+            match tokio::time::timeout_at(until, rx.recv()).await {
+                Ok(Some(job)) => {
+                    jobs.push(job);
+                    take_ready(rx, jobs, shared.batch_max);
+                }
+                _ => break,
+            }
+        }
+    }
+    // Every commit pays its own WAL flush, and concurrent small commits mostly queue
+    // for the disk and the cores. While a commit is in progress and only a few
+    // requests wait, keep gathering: they all go out together the moment it ends.
+    // Only a real backlog starts commits side by side.
+    while jobs.len() < shared.overlap_at {
+        let ended = shared.committed.notified();
+        tokio::pin!(ended);
+        ended.as_mut().enable();
+        if shared.in_flight.load(Ordering::SeqCst) == 0 {
+            break;
+        }
+        tokio::select! {
+            job = rx.recv() => match job {
+                Some(job) => {
+                    jobs.push(job);
+                    take_ready(rx, jobs, shared.batch_max);
+                }
+                None => break,
+            },
+            _ = &mut ended => break,
+        }
     }
 }
 

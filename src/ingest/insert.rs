@@ -109,7 +109,8 @@ with input as (
     on conflict (webhook, activity_id) do nothing
     returning event_id
 )
-insert into outbox (event_id) select event_id from inserted returning event_id, created_at
+insert into outbox (event_id) select event_id from inserted
+returning event_id, created_at, pg_current_xact_id()::text
 "#;
 
 const EXISTING: &str = r#"
@@ -121,31 +122,34 @@ join activities a on a.webhook = k.webhook and a.activity_id = k.activity_id
 
 /// Inserts activities and their outbox entries in one statement and says, for each input in
 /// order, whether it was new or a repeat (looked up in a second statement, so that it sees
-/// originals committed by others meanwhile). The caller owns the transaction.
+/// originals committed by others meanwhile). The caller owns the transaction; its id
+/// (`pg_current_xact_id`) comes back too when anything was inserted.
 pub async fn insert_batch(
     conn: &mut PgConnection,
     batch: &[&NewActivity],
-) -> Result<Inserted, sqlx::Error> {
+) -> Result<(Inserted, Option<String>), sqlx::Error> {
     let inserted = insert_new(&mut *conn, batch).await?;
     // `outbox.created_at` and `activities.received_at` are both `now()`: the transaction's start.
-    let received_at = inserted.first().map(|(_, at)| *at);
+    let received_at = inserted.first().map(|(_, at, _)| *at);
+    let xid = inserted.first().map(|(_, _, xid)| xid.clone());
     let outcomes = if inserted.len() == batch.len() {
         batch.iter().map(|a| Stored::New(a.event_id)).collect()
     } else {
-        let inserted: HashSet<Uuid> = inserted.into_iter().map(|(id, _)| id).collect();
+        let inserted: HashSet<Uuid> = inserted.into_iter().map(|(id, _, _)| id).collect();
         with_repeats(conn, batch, &inserted).await?
     };
-    Ok(Inserted {
+    let inserted = Inserted {
         outcomes,
         received_at,
-    })
+    };
+    Ok((inserted, xid))
 }
 
-/// The statement itself: returns the ids it inserted and when.
+/// The statement itself: returns the ids it inserted, when, and in which transaction.
 async fn insert_new(
     conn: &mut PgConnection,
     batch: &[&NewActivity],
-) -> Result<Vec<(Uuid, DateTime<Utc>)>, sqlx::Error> {
+) -> Result<Vec<(Uuid, DateTime<Utc>, String)>, sqlx::Error> {
     let col = |f: fn(&NewActivity) -> Option<&str>| {
         batch.iter().map(|a| f(a)).collect::<Vec<Option<&str>>>()
     };

@@ -62,16 +62,39 @@ impl Relay {
     /// Publishes events handed over by the receiver of this process and deletes the rows
     /// JetStream acknowledged. Rows already published elsewhere are simply not found.
     pub async fn publish_committed(&self, events: &[Outgoing]) -> Result<Published, RelayError> {
-        if events.is_empty() {
-            return Ok(Published::default());
-        }
-        let (acked, failed) = self.publish_all(events).await;
-        let mut conn = self.pool.acquire().await?;
-        settle(&mut conn, &acked, &failed, self.max_refusals).await?;
+        let (acked, failed) = self.publish_handed_over(events).await?;
+        self.delete_published(&acked).await?;
         Ok(Published {
             acked: acked.len(),
-            failed: failed.len(),
+            failed,
         })
+    }
+
+    /// [`Relay::publish_committed`] without the delete: returns the ids JetStream
+    /// acknowledged, whose rows the caller deletes ([`Relay::delete_published`]), and how
+    /// many failed (recorded on their rows at once).
+    pub(crate) async fn publish_handed_over(
+        &self,
+        events: &[Outgoing],
+    ) -> Result<(Vec<Uuid>, usize), RelayError> {
+        if events.is_empty() {
+            return Ok((Vec::new(), 0));
+        }
+        let (acked, failed) = self.publish_all(events).await;
+        if !failed.is_empty() {
+            let mut conn = self.pool.acquire().await?;
+            settle(&mut conn, &[], &failed, self.max_refusals).await?;
+        }
+        Ok((acked, failed.len()))
+    }
+
+    /// Deletes the outbox rows of events JetStream acknowledged.
+    pub(crate) async fn delete_published(&self, acked: &[Uuid]) -> Result<(), RelayError> {
+        if !acked.is_empty() {
+            let mut conn = self.pool.acquire().await?;
+            settle(&mut conn, acked, &[], self.max_refusals).await?;
+        }
+        Ok(())
     }
 
     /// Sends every event, then awaits the acks together.

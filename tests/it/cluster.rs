@@ -512,6 +512,17 @@ async fn check_ledger(
         "the outbox drained and every activity audited",
         || async {
             let waiting: i64 = sqlx::query_scalar(stored).fetch_one(&pool).await.ok()?;
+            if waiting != 0 {
+                // Shown when the wait fails: which part is behind.
+                let parts: (i64, i64, i64, Option<String>) = sqlx::query_as(
+                    "select (select count(*) from activities), (select count(*) from audit_log), \
+                     (select count(*) from outbox), (select max(last_error) from outbox)",
+                )
+                .fetch_one(&pool)
+                .await
+                .ok()?;
+                println!("waiting: activities, audit_log, outbox, an outbox error: {parts:?}");
+            }
             (waiting == 0).then_some(())
         },
     )

@@ -194,7 +194,12 @@ async fn a_sealed_log_verifies_and_every_kind_of_tampering_is_found_and_named() 
     )
     .await;
 
-    // An entry's changes or message changed by SQL.
+    // An entry's changes or message changed by SQL, then put back.
+    let original = one(
+        pool,
+        &format!("select changes::text from audit_log where event_id = '{id}'"),
+    )
+    .await;
     exec(
         pool,
         &format!("update audit_log set changes = '{{\"title\":\"CEO\"}}' where event_id = '{id}'"),
@@ -208,12 +213,11 @@ async fn a_sealed_log_verifies_and_every_kind_of_tampering_is_found_and_named() 
     );
     exec(
         pool,
-        &format!(
-            "update audit_log set changes = '{{\"title\":\"Engineer\"}}' where event_id = '{id}'"
-        ),
+        &format!("update audit_log set changes = '{original}' where event_id = '{id}'"),
     )
     .await;
-    assert_eq!(s.cli(&["verify"]).0, 0, "restored");
+    let (code, out, err) = s.cli(&["verify"]);
+    assert_eq!(code, 0, "restored:\n{out}{err}");
 
     // An activity's exact bytes changed.
     exec(
