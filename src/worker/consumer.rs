@@ -268,10 +268,10 @@ struct ConsumerTask<'a, H>(&'a Worker<H>);
 
 /// After a short batch (the consumer nearly drained), how long to let the next one gather:
 /// every batch is one handler call (for the HR audit worker one transaction with its commit),
-/// so at an ordinary load some latency of the audit entry (never of the reply to Teams) buys
-/// larger batches: measured at 1,200 webhooks/s, 10 ms took the worker's CPU per webhook from
-/// ~100 to ~78 µs; at 1,400/s, 50 ms (with the relay's 20 ms) from 73 to 49 µs.
-const BATCH_LINGER: Duration = Duration::from_millis(50);
+/// so at an ordinary load 10 ms of latency buy larger batches (measured at 1,200 webhooks/s: the worker's CPU per webhook
+/// from ~100 to ~78 µs). 50 ms saved more (73 -> 49 µs at 1,400/s) but, with the relay's
+/// longer linger, raised the replies' p99 (see `RELAY_LINGER`).
+const BATCH_LINGER: Duration = Duration::from_millis(10);
 
 impl<H: Handler> Steps for ConsumerTask<'_, H> {
     type Error = FetchError;
