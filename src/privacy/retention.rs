@@ -203,8 +203,24 @@ pub async fn batch(
     Ok(Some(r))
 }
 
-/// What a batch statement returns: the rows it changed and the key of the last one.
-type Taken = (i64, Option<DateTime<Utc>>, Option<Uuid>);
+/// Runs a batch statement (`$1` days, `$2` limit, `$3`, `$4` the walk's key): the rows it
+/// changed and the key of the last one.
+async fn take(
+    tx: &mut sqlx::PgConnection,
+    sql: &str,
+    days: u32,
+    limit: i64,
+    walk: &Walk,
+) -> Result<(u64, Option<(DateTime<Utc>, Uuid)>), sqlx::Error> {
+    let (n, at, id): (i64, Option<DateTime<Utc>>, Option<Uuid>) = sqlx::query_as(sql)
+        .bind(days as i32)
+        .bind(limit)
+        .bind(walk.after.map(|(at, _)| at))
+        .bind(walk.after.map(|(_, id)| id))
+        .fetch_one(&mut *tx)
+        .await?;
+    Ok((n as u64, at.zip(id)))
+}
 
 /// Removes the personal fields of up to `limit` old entries after `walk`.
 async fn expire_entries(
@@ -226,15 +242,9 @@ async fn expire_entries(
         old_entry("$1"),
         after("l.activity_at", "l.event_id")
     );
-    let (n, at, id): Taken = sqlx::query_as(&sql)
-        .bind(days as i32)
-        .bind(limit)
-        .bind(walk.after.map(|(at, _)| at))
-        .bind(walk.after.map(|(_, id)| id))
-        .fetch_one(&mut *tx)
-        .await?;
-    walk.advance(at.zip(id), false);
-    Ok(n as u64)
+    let (n, last) = take(tx, &sql, days, limit, walk).await?;
+    walk.advance(last, false);
+    Ok(n)
 }
 
 /// Reduces up to `limit` old activities after `walk` to tombstones and deletes as many old
@@ -259,13 +269,7 @@ async fn expire_activities(
         old_activity("$1"),
         after("a.received_at", "a.event_id")
     );
-    let (n, at, id): Taken = sqlx::query_as(&sql)
-        .bind(days as i32)
-        .bind(limit)
-        .bind(walk.after.map(|(at, _)| at))
-        .bind(walk.after.map(|(_, id)| id))
-        .fetch_one(&mut *tx)
-        .await?;
+    let (n, last) = take(tx, &sql, days, limit, walk).await?;
     let sql = format!(
         "delete from dead_letters where id in (select d.id from dead_letters d where {} \
          order by d.id limit $2)",
@@ -277,8 +281,8 @@ async fn expire_activities(
         .execute(&mut *tx)
         .await?
         .rows_affected();
-    walk.advance(at.zip(id), dead > 0);
-    Ok((n as u64, dead))
+    walk.advance(last, dead > 0);
+    Ok((n, dead))
 }
 
 /// What a pass did, and how: its batches and the longest of them (the longest any row it
