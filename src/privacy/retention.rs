@@ -66,11 +66,20 @@ fn old_activity(days: &str) -> String {
     )
 }
 
-/// SQL: a dead letter `d` past retention whose activity (if any) is not held.
-fn old_dead_letter(days: &str) -> String {
+/// SQL: a dead letter `d` past retention whose activity (if any) is neither held nor still
+/// holding its bytes. The dead letter is what lets a message the worker never audited expire
+/// ([`old_activity`]); deleted first, it would leave that activity unexpirable for ever, so
+/// it goes in the batch that expires its activity, or after. `counting` (the dry run, which
+/// expires nothing) also counts those whose activity the pass would expire.
+fn old_dead_letter(days: &str, counting: bool) -> String {
+    let unexpired = match counting {
+        false => "a.raw is not null".to_owned(),
+        true => format!("(a.raw is not null and not ({}))", old_activity(days)),
+    };
     format!(
         "d.created_at < now() - make_interval(days => {days}) and not exists \
-         (select 1 from activities a where a.event_id::text = d.event_id and {ACTIVITY_HELD})"
+         (select 1 from activities a where a.event_id::text = d.event_id \
+          and ({unexpired} or {ACTIVITY_HELD}))"
     )
 }
 
@@ -116,7 +125,7 @@ pub async fn dry_run(pool: &PgPool, policy: Policy) -> Result<Removed, sqlx::Err
         .await?;
         let sql = format!(
             "select count(*) from dead_letters d where {}",
-            old_dead_letter("$1")
+            old_dead_letter("$1", true)
         );
         let dead: i64 = sqlx::query_scalar(&sql)
             .bind(days as i32)
@@ -273,7 +282,7 @@ async fn expire_activities(
     let sql = format!(
         "delete from dead_letters where id in (select d.id from dead_letters d where {} \
          order by d.id limit $2)",
-        old_dead_letter("$1")
+        old_dead_letter("$1", false)
     );
     let dead = sqlx::query(&sql)
         .bind(days as i32)

@@ -203,13 +203,15 @@ impl RelayTask {
                     relay.publish_handed_over(&first),
                     relay.publish_handed_over(&second)
                 );
-                let ((a, a_failed), (b, b_failed)) = (a?, b?);
-                let published = Published {
-                    acked: a.len() + b.len(),
-                    failed: a_failed + b_failed,
-                };
+                let ((a, a_failed), (b, b_failed)) = (a, b);
+                let acked = a.len() + b.len();
+                // Kept for the delete before either error returns: dropped, their rows
+                // would wait for a sweep to publish them again.
                 self.acked.push(a.into_iter().chain(b), Instant::now());
-                published
+                Published {
+                    acked,
+                    failed: a_failed? + b_failed?,
+                }
             }
         };
         Ok(Some(published))

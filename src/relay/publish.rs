@@ -62,30 +62,35 @@ impl Relay {
     /// Publishes events handed over by the receiver of this process and deletes the rows
     /// JetStream acknowledged. Rows already published elsewhere are simply not found.
     pub async fn publish_committed(&self, events: &[Outgoing]) -> Result<Published, RelayError> {
-        let (acked, failed) = self.publish_handed_over(events).await?;
+        let (acked, failed) = self.publish_handed_over(events).await;
         self.delete_published(&acked).await?;
         Ok(Published {
             acked: acked.len(),
-            failed,
+            failed: failed?,
         })
     }
 
     /// [`Relay::publish_committed`] without the delete: returns the ids JetStream
     /// acknowledged, whose rows the caller deletes ([`Relay::delete_published`]), and how
-    /// many failed (recorded on their rows at once).
+    /// many failed (recorded on their rows at once). The acknowledged come back even when
+    /// recording the failures fails, so that their rows are still deleted.
     pub(crate) async fn publish_handed_over(
         &self,
         events: &[Outgoing],
-    ) -> Result<(Vec<Uuid>, usize), RelayError> {
+    ) -> (Vec<Uuid>, Result<usize, RelayError>) {
         if events.is_empty() {
-            return Ok((Vec::new(), 0));
+            return (Vec::new(), Ok(0));
         }
         let (acked, failed) = self.publish_all(events).await;
-        if !failed.is_empty() {
-            let mut conn = self.pool.acquire().await?;
-            settle(&mut conn, &[], &failed, self.max_refusals).await?;
-        }
-        Ok((acked, failed.len()))
+        let settled = async {
+            if !failed.is_empty() {
+                let mut conn = self.pool.acquire().await?;
+                settle(&mut conn, &[], &failed, self.max_refusals).await?;
+            }
+            Ok(failed.len())
+        };
+        let settled = settled.await;
+        (acked, settled)
     }
 
     /// Deletes the outbox rows of events JetStream acknowledged.

@@ -223,6 +223,22 @@ async fn a_retention_pass_walks_in_batches_past_what_it_keeps() {
     }
     s.wait_sealed().await;
     let pool = &s.app.pool;
+    // Last in the walk, a message the worker dead-lettered (no entry): its dead letter, first
+    // by id, must not go before the batch that expires it, or it would never expire.
+    exec(
+        pool,
+        "insert into activities select * from jsonb_populate_record(null::activities, \
+         (select to_jsonb(a) || jsonb_build_object('event_id', gen_random_uuid(), 'activity_id', 'w-7') \
+          from activities a where activity_id = 'w-6'))",
+    )
+    .await;
+    exec(
+        pool,
+        "insert into dead_letters (consumer, stream, stream_seq, subject, event_id, reason, deliveries, raw, created_at) \
+         select 'c', 's', 1, 'x', event_id::text, 'test', 1, '\\x00', now() - interval '40 days' \
+         from activities where activity_id = 'w-7'",
+    )
+    .await;
     exec(
         pool,
         "update activities set received_at = now() - interval '40 days' + interval '1 second' * \
@@ -235,17 +251,16 @@ async fn a_retention_pass_walks_in_batches_past_what_it_keeps() {
         audit_days: Some(30),
     };
     let pass = run_in_batches_of(pool, policy, 2).await.unwrap();
-    assert_eq!(
-        (pass.removed.activities, pass.removed.audit_entries),
-        (5, 5)
-    );
-    // 2 + 2 + 1, then one that finds nothing after the last key.
+    let r = pass.removed;
+    assert_eq!((r.activities, r.dead_letters, r.audit_entries), (6, 1, 5));
+    // 2 + 2 + 2, then one that finds nothing after the last key.
     assert_eq!(pass.batches, 4, "{pass:?}");
     let state = "select string_agg(activity_id || ':' || coalesce(redacted, 'kept'), ' ' \
                  order by activity_id) from activities";
     assert_eq!(
         one(pool, state).await,
-        "w-0:kept w-1:expired w-2:expired w-3:kept w-4:expired w-5:expired w-6:expired"
+        "w-0:kept w-1:expired w-2:expired w-3:kept w-4:expired w-5:expired w-6:expired \
+         w-7:expired"
     );
     let kept = "select count(*)::text from audit_log where redacted is null";
     assert_eq!(one(pool, kept).await, "2", "the held person's entries");
