@@ -23,7 +23,10 @@
 # for profiling: COST_SIDES=head (one side only), COST_NO_QUARTER=1 (throughput only),
 # COST_NO_THROUGHPUT=1 with COST_RATE (the open loop only); for ingest at size: COST_DATABASE
 # (this checkout runs on that existing database, kept: e.g. the one scripts/bulk-load.sh
-# filled) and COST_NO_SEAL=1 (no signing key, so no checkpoints, on either side).
+# filled) and COST_NO_SEAL=1 (no signing key, so no checkpoints, on either side); to compare
+# settings rather than commits: COST_BASE_BIN (a binary to run as the base side instead of
+# building BASE_REV, which then only labels it), COST_HEAD_ENV / COST_BASE_ENV (VAR=value
+# words put in that side's `serve` and `worker` environment, e.g. TOKIO_WORKER_THREADS=1).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -41,7 +44,7 @@ run_dir cost
 log "building this checkout ($(git rev-parse --short HEAD)) and $BASE_REV, release"
 cargo build --release --quiet --workspace
 BASE_SRC="$ROOT/target/cost-base/src"
-if [ "${COST_SIDES:-}" != head ]; then
+if [ "${COST_SIDES:-}" != head ] && [ -z "${COST_BASE_BIN:-}" ]; then
   if [ ! -d "$BASE_SRC" ]; then
     git worktree prune
     git worktree add --detach "$BASE_SRC" "$BASE_REV" >/dev/null
@@ -50,7 +53,8 @@ if [ "${COST_SIDES:-}" != head ]; then
   fi
   (cd "$BASE_SRC" && CARGO_TARGET_DIR="$ROOT/target/cost-base/target" cargo build --release --quiet --bin teams-bridge)
 fi
-declare -A BIN=([head]="$ROOT/target/release/teams-bridge" [base]="$ROOT/target/cost-base/target/release/teams-bridge")
+declare -A BIN=([head]="$ROOT/target/release/teams-bridge" [base]="${COST_BASE_BIN:-$ROOT/target/cost-base/target/release/teams-bridge}")
+declare -A SIDE_ENV=([head]="${COST_HEAD_ENV:-}" [base]="${COST_BASE_ENV:-}")
 BENCH_BIN="$ROOT/target/release/teams-bridge-bench"
 
 TOKEN=$(head -c 32 /dev/urandom | base64)
@@ -89,10 +93,12 @@ start_side() {
   fi
   [ "$db" = "${COST_DATABASE:-}" ] \
     || psql -q -h 127.0.0.1 -U postgres -d postgres -c "drop database if exists $db with (force)" >/dev/null
-  "${BIN[$side]}" serve >>"$OUT/$label.serve.log" 2>&1 &
+  local extra
+  read -r -a extra <<<"${SIDE_ENV[$side]}"
+  env "${extra[@]}" "${BIN[$side]}" serve >>"$OUT/$label.serve.log" 2>&1 &
   SERVE_PID=$!
   wait_ready "http://127.0.0.1:$PORT/readyz" "$SERVE_PID" "$OUT/$label.serve.log"
-  "${BIN[$side]}" worker hr-audit >>"$OUT/$label.worker.log" 2>&1 &
+  env "${extra[@]}" "${BIN[$side]}" worker hr-audit >>"$OUT/$label.worker.log" 2>&1 &
   WORKER_PID=$!
   sleep 1
   kill -0 "$WORKER_PID" 2>/dev/null || { log "worker died; see $OUT/$label.worker.log"; exit 1; }
