@@ -163,9 +163,13 @@ impl LedgerScope {
             r.outbox_left = self
                 // Per outbox row, one primary-key lookup: a plain join would hash all of
                 // `activities` every 50 ms, slowing the very relay whose drain this measures.
+                // The webhook is compared outside the lookup: inside it, where statistics
+                // say the run's webhook has no rows (the bulk-loaded database, analyzed before
+                // the run), the planner walked the webhook's index for every outbox row, which
+                // outlasted the statement timeout once the run had written 100,000 rows.
                 .count(
-                    "select count(*) from outbox o cross join lateral (select 1 from activities a \
-                     where a.event_id = o.event_id and a.webhook = $1 limit 1) of_webhook",
+                    "select count(*) from outbox o \
+                     where (select a.webhook from activities a where a.event_id = o.event_id) = $1",
                 )
                 .await?;
             if r.outbox_left == 0 || started.elapsed() > limits.relay {
