@@ -25,10 +25,13 @@
 # (this checkout runs on that existing database, kept: e.g. the one scripts/bulk-load.sh
 # filled) and COST_NO_SEAL=1 (no signing key, so no checkpoints, on either side); to compare
 # settings rather than commits: COST_BASE_BIN (a binary to run as the base side instead of
-# building BASE_REV, which then only labels it), COST_HEAD_ENV / COST_BASE_ENV (VAR=value
+# building BASE_REV, which then only labels it; it seals like this checkout), COST_HEAD_ENV / COST_BASE_ENV (VAR=value
 # words put in that side's `serve` and `worker` environment, e.g. TOKIO_WORKER_THREADS=1).
+# Only a comparison of two commits on fresh databases rewrites BENCHMARKS.md's table.
 set -euo pipefail
 
+# A relative COST_BASE_BIN is relative to where the script was started.
+[ -z "${COST_BASE_BIN:-}" ] || COST_BASE_BIN=$(realpath "$COST_BASE_BIN")
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 BASE_REV=${1:-0bc840b}
@@ -41,7 +44,14 @@ WORKER_PORT=$((PORT + 1))
 . "$ROOT/scripts/bench-lib.sh"
 run_dir cost
 
-log "building this checkout ($(git rev-parse --short HEAD)) and $BASE_REV, release"
+if [ -n "${COST_BASE_BIN:-}" ]; then
+  log "building this checkout ($(git rev-parse --short HEAD)), release; the base side runs $COST_BASE_BIN ($BASE_REV)"
+else
+  log "building this checkout ($(git rev-parse --short HEAD)) and $BASE_REV, release"
+fi
+for word in ${COST_HEAD_ENV:-} ${COST_BASE_ENV:-}; do
+  [[ "$word" == [A-Za-z_]*=* ]] || { log "COST_HEAD_ENV / COST_BASE_ENV take VAR=value words, not '$word'"; exit 2; }
+done
 cargo build --release --quiet --workspace
 BASE_SRC="$ROOT/target/cost-base/src"
 if [ "${COST_SIDES:-}" != head ] && [ -z "${COST_BASE_BIN:-}" ]; then
@@ -86,7 +96,9 @@ start_side() {
   export NATS_SUBJECT_PREFIX="cost$side$RANDOM"
   export HR_AUDIT_CONSUMER="hr-audit-cost"
   export TEAMS_WEBHOOKS="warm=$TOKEN,run=$TOKEN"
-  if [ "$side" = head ] && [ -z "${COST_NO_SEAL:-}" ]; then
+  # This checkout seals, as in production; 0bc840b could not. A base that is this checkout's
+  # binary too (COST_BASE_BIN) seals as well, or the comparison would measure the sealing.
+  if { [ "$side" = head ] || [ -n "${COST_BASE_BIN:-}" ]; } && [ -z "${COST_NO_SEAL:-}" ]; then
     export AUDIT_SIGNING_KEY_FILE="$OUT/audit.key"
   else
     unset AUDIT_SIGNING_KEY_FILE
@@ -167,7 +179,10 @@ python3 scripts/fsync-probe.py 5 /var/lib/postgresql | tail -n 1 | tee -a "$OUT/
 
 python3 scripts/cost-report.py "$RESULTS" "$OUT/results.md" "$BASE_REV" "$(git rev-parse --short HEAD)" "$OUT/fsync.txt" "$SECS" "$ROUNDS"
 cat "$OUT/results.md"
-if [ -z "${COST_NO_WRITE:-}" ]; then
+# Only a comparison of commits on fresh databases is the table BENCHMARKS.md keeps.
+if [ -n "${COST_BASE_BIN:-}${COST_HEAD_ENV:-}${COST_BASE_ENV:-}${COST_DATABASE:-}${COST_SIDES:-}" ]; then
+  log "BENCHMARKS.md left as it is (not a comparison of two commits on fresh databases)"
+elif [ -z "${COST_NO_WRITE:-}" ]; then
   python3 - "$OUT/results.md" BENCHMARKS.md <<'PY'
 import sys, re
 table, doc = open(sys.argv[1]).read(), open(sys.argv[2]).read()

@@ -30,6 +30,16 @@ for scen in ("throughput", "quarter"):
             floor = med([r["bridge_to_floor"] for r in rs if r.get("bridge_to_floor") is not None])
             ratio.setdefault("floor", {})[side] = floor
 out.append("")
+# Postgres' CPU by whom it worked for (the bench's pg_* shares; absent from older benches).
+shares = [("pg_for_service", "for the service"), ("pg_for_worker", "for the worker"), ("pg_server", "its own processes"), ("pg_for_others", "other clients"), ("pg_for_bench", "the ledger's checks (not counted)")]
+for scen in ("throughput", "quarter"):
+    for side, rev in (("base", base), ("head", head)):
+        rs = [r for r in pick(side, scen) if "pg_server" in r["cpu_us_per_webhook"]]
+        if rs:
+            parts = ", ".join(f'{name} {med([r["cpu_us_per_webhook"].get(k, 0) for r in rs]):.0f}' for k, name in shares)
+            out.append(f"Postgres µs per webhook, {scen}, `{rev}`: {parts}.")
+if out[-1]:
+    out.append("")
 for scen in ("throughput", "quarter"):
     if scen in ratio and len(ratio[scen]) == 2:
         out.append(f'CPU per webhook, {scen}: {ratio[scen]["head"]:.0f} / {ratio[scen]["base"]:.0f} µs = **{ratio[scen]["head"] / ratio[scen]["base"]:.2f}** of `{base}`.')

@@ -18,6 +18,7 @@ pub mod floor;
 pub mod ledger;
 pub mod load;
 pub mod payload;
+mod pg_share;
 pub mod report;
 pub mod stats;
 

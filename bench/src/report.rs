@@ -336,6 +336,10 @@ pub fn cpu_us_per_webhook(seconds: &BTreeMap<String, f64>, accepted: u64) -> BTr
         }
     }
     out.insert("total".into(), per(total));
+    // Postgres split by whom it worked for: parts of `postgres`, so not in the total again.
+    for (share, s) in seconds.iter().filter(|(k, _)| k.starts_with("pg_")) {
+        out.insert(share.clone(), per(*s));
+    }
     out
 }
 
@@ -345,10 +349,16 @@ mod tests {
 
     #[test]
     fn cpu_per_webhook_divides_each_component_and_sums_ours() {
-        let seconds: BTreeMap<String, f64> = [("service", 2.0), ("postgres", 3.0), ("bench", 9.0)]
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v))
-            .collect();
+        let seconds: BTreeMap<String, f64> = [
+            ("service", 2.0),
+            ("postgres", 3.0),
+            ("pg_for_service", 2.5),
+            ("pg_server", 0.5),
+            ("bench", 9.0),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
         let us = cpu_us_per_webhook(&seconds, 10_000);
         assert_eq!(us["service"], 200.0);
         assert_eq!(us["postgres"], 300.0);
@@ -357,6 +367,11 @@ mod tests {
             "the bench's own CPU is not the service's cost"
         );
         assert!(!us.contains_key("bench"));
+        assert_eq!(
+            (us["pg_for_service"], us["pg_server"]),
+            (250.0, 50.0),
+            "Postgres' shares are reported beside it, not added to the total"
+        );
         assert!(cpu_us_per_webhook(&seconds, 0).is_empty());
     }
 

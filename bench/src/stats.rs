@@ -4,6 +4,8 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use crate::pg_share;
+
 /// Percentiles of one latency distribution, in milliseconds.
 #[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
 pub struct Percentiles {
@@ -60,12 +62,19 @@ impl CpuSnapshot {
     /// the `postgres` processes (with `pg_database`: only the server's own processes and the
     /// backends connected to that database), and the machine's busy and total ticks.
     /// Missing processes (or a system without `/proc`) read as zero.
+    /// Postgres' share is also split by whom each process works for ([`pg_share`]); the
+    /// backends serving the bench itself are left out of `postgres`.
     pub fn take(pids: &[(String, u32)], pg_database: Option<&str>) -> Self {
         let mut ticks = BTreeMap::new();
         ticks.insert("bench".to_owned(), proc_ticks("self").unwrap_or(0));
         for (label, pid) in pids {
             ticks.insert(label.clone(), proc_ticks(&pid.to_string()).unwrap_or(0));
         }
+        // The bench's own queries (the ledger's counts) are not a webhook's cost: their
+        // backends are reported as `pg_for_bench` and left out of `postgres`.
+        let mut watched = pids.to_vec();
+        watched.push(("bench".to_owned(), std::process::id()));
+        let clients = pg_share::client_ports(&watched);
         if let Ok(dir) = std::fs::read_dir("/proc") {
             for entry in dir.flatten() {
                 let name = entry.file_name();
@@ -77,13 +86,26 @@ impl CpuSnapshot {
                 };
                 let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
                 let comm = comm.trim();
-                if comm == "postgres" && !is_ours(pid, pg_database) {
+                let Some(watched) = WATCHED_COMMS.iter().find(|c| comm == **c) else {
                     continue;
+                };
+                let used = proc_ticks(pid).unwrap_or(0);
+                if comm == "postgres" {
+                    let title =
+                        std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                    let words: Vec<&str> =
+                        title.trim_end_matches('\0').split_whitespace().collect();
+                    if !is_ours(&words, pg_database) {
+                        continue;
+                    }
+                    let share = pg_share::label(&pg_share::role(&words), &clients);
+                    let the_bench_s = share == "pg_for_bench";
+                    *ticks.entry(share).or_default() += used;
+                    if the_bench_s {
+                        continue;
+                    }
                 }
-                if let Some(watched) = WATCHED_COMMS.iter().find(|c| comm == **c) {
-                    *ticks.entry((*watched).to_owned()).or_default() +=
-                        proc_ticks(pid).unwrap_or(0);
-                }
+                *ticks.entry((*watched).to_owned()).or_default() += used;
             }
         }
         let (total_busy, total_all) = machine_ticks().unwrap_or((0, 0));
@@ -126,7 +148,8 @@ impl CpuSnapshot {
             let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
             let watched: f64 = out
                 .iter()
-                .filter(|(k, _)| k.ends_with("_cpu_pct"))
+                // Postgres' shares are parts of `postgres_cpu_pct`, not more of it.
+                .filter(|(k, _)| k.ends_with("_cpu_pct") && !k.starts_with("pg_"))
                 .map(|(_, v)| *v)
                 .sum();
             let others = (busy * cores * 100.0 - watched).max(0.0);
@@ -138,12 +161,10 @@ impl CpuSnapshot {
 
 /// A Postgres backend's title is `postgres: 15/main: user database host(port) state`;
 /// the server's own processes (`… checkpointer`, `… walwriter`) name no database.
-fn is_ours(pid: &str, database: Option<&str>) -> bool {
+fn is_ours(words: &[&str], database: Option<&str>) -> bool {
     let Some(database) = database else {
         return true;
     };
-    let title = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-    let words: Vec<&str> = title.trim_end_matches('\0').split_whitespace().collect();
     match words.len() {
         0..=3 => true,
         _ if words[2].starts_with("background") || words[2].starts_with("autovacuum") => true,

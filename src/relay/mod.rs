@@ -194,6 +194,7 @@ impl RelayTask {
                     relay.sweep(below).await?
                 };
                 self.schedule.swept(p.acked);
+                self.vacuum.deleted += p.acked;
                 p
             }
             Action::Publish => {
@@ -208,6 +209,7 @@ impl RelayTask {
                 // Kept for the delete before either error returns: dropped, their rows
                 // would wait for a sweep to publish them again.
                 self.acked.push(a.into_iter().chain(b), Instant::now());
+                self.vacuum.deleted += acked;
                 Published {
                     acked,
                     failed: a_failed? + b_failed?,
@@ -238,7 +240,6 @@ impl Steps for RelayTask {
         let Some(published) = self.act(action).await? else {
             return Ok(Step::Idle);
         };
-        self.vacuum.deleted += published.acked;
         match published.failed {
             0 => Ok(Step::Processed(published.acked)),
             failed => Err(RelayError::Unacknowledged(failed)),

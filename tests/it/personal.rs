@@ -208,7 +208,7 @@ async fn a_change_by_someone_not_an_editor_is_recorded_but_not_counted_and_list_
 
 #[tokio::test]
 async fn a_retention_pass_walks_in_batches_past_what_it_keeps() {
-    use teams_bridge::privacy::retention::{run_in_batches_of, Policy};
+    use teams_bridge::privacy::retention::{dry_run, run_in_batches_of, Policy};
     let s = Sealed::start().await;
     let old = (chrono::Utc::now() - chrono::TimeDelta::days(40)).to_rfc3339();
     let jane = ("Jane Old", "aad-jane", "29:jane");
@@ -250,6 +250,8 @@ async fn a_retention_pass_walks_in_batches_past_what_it_keeps() {
         activity_days: Some(30),
         audit_days: Some(30),
     };
+    let dry = dry_run(pool, policy).await.unwrap();
+    assert_eq!((dry.activities, dry.dead_letters), (6, 1), "{dry:?}");
     let pass = run_in_batches_of(pool, policy, 2).await.unwrap();
     let r = pass.removed;
     assert_eq!((r.activities, r.dead_letters, r.audit_entries), (6, 1, 5));
