@@ -53,6 +53,14 @@ pub struct Removed {
     pub held_audit_entries: u64,
 }
 
+/// SQL: the event id of a dead letter `d` as a uuid, or null where it is none (`ce-id` is
+/// whatever the message's publisher wrote). Compared as a uuid, the activity is found by its
+/// primary key; compared as text (`a.event_id::text`), every batch hashed or scanned all of
+/// `activities` (255 ms at 300,000 rows, past the statement timeout at 10 M).
+const DEAD_LETTER_EVENT: &str = "(case when d.event_id ~ \
+    '^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$' \
+    then d.event_id::uuid end)";
+
 /// SQL: an activity `a` past retention that may be reduced to a tombstone. `raw is not null`
 /// is what `activities_unexpired_idx` holds.
 fn old_activity(days: &str) -> String {
@@ -62,7 +70,7 @@ fn old_activity(days: &str) -> String {
          and not exists (select 1 from outbox o where o.event_id = a.event_id) \
          and (a.activity_type is distinct from 'message' \
               or exists (select 1 from audit_log l where l.event_id = a.event_id) \
-              or exists (select 1 from dead_letters d where d.event_id = a.event_id::text))"
+              or exists (select 1 from dead_letters d where {DEAD_LETTER_EVENT} = a.event_id))"
     )
 }
 
@@ -78,7 +86,7 @@ fn old_dead_letter(days: &str, counting: bool) -> String {
     };
     format!(
         "d.created_at < now() - make_interval(days => {days}) and not exists \
-         (select 1 from activities a where a.event_id::text = d.event_id \
+         (select 1 from activities a where a.event_id = {DEAD_LETTER_EVENT} \
           and ({unexpired} or {ACTIVITY_HELD}))"
     )
 }

@@ -323,12 +323,14 @@ async fn retention_removes_the_old_and_keeps_the_recent_and_the_held() {
         "{holds}"
     );
 
-    // Two old dead letters: one of the held person's activity (kept), one of nothing (pruned).
+    // Three old dead letters: one of the held person's activity (kept), one of nothing and one
+    // whose `ce-id` is no uuid at all (both pruned; the second must not break the pass).
     exec(
         pool,
         "insert into dead_letters (consumer, stream, stream_seq, subject, event_id, reason, deliveries, raw, created_at) \
-         select 'c', 's', n, 'x', case when n = 1 then (select event_id::text from activities where activity_id = 'r-2') end, \
-                'test', 1, '\\x00', now() - interval '40 days' from generate_series(1, 2) n",
+         select 'c', 's', n, 'x', case when n = 1 then (select event_id::text from activities where activity_id = 'r-2') \
+                                       when n = 3 then 'not-a-uuid' end, \
+                'test', 1, '\\x00', now() - interval '40 days' from generate_series(1, 3) n",
     )
     .await;
     let (code, dry, err) = s.cli_with(&policy, &["retention", "--dry-run"]);
@@ -347,7 +349,7 @@ async fn retention_removes_the_old_and_keeps_the_recent_and_the_held() {
     let (code, out, _) = s.cli_with(&policy, &["retention"]);
     assert_eq!(code, 0);
     assert!(
-        out.contains("removed: 1 activities") && out.contains("1 dead letters"),
+        out.contains("removed: 1 activities") && out.contains("2 dead letters"),
         "{out}"
     );
     let kept = "select count(*)::text from dead_letters where event_id is not null";
