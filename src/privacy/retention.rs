@@ -163,12 +163,21 @@ struct Walk {
     done: bool,
 }
 
-/// SQL: the rows after the walk's key (`at`, `id`), bound as `$3`, `$4` (`null` before the
-/// first batch).
-fn after(at: &str, id: &str) -> String {
+/// SQL of one batch of a walk over `table` (aliased `alias`, ordered by its time column
+/// `at` and `event_id`): `doomed`, the next `$2` rows after the walk's key (`$3`, `$4`, null
+/// before the first batch) that are `eligible`, locked; then `work`, the CTEs that change
+/// them and end in `done` (one row per row changed); it selects how many changed and the key
+/// of the last row taken, for [`take`].
+fn walk_batch(table: &str, alias: &str, at: &str, eligible: &str, work: &str) -> String {
     format!(
-        "({at}, {id}) > (coalesce($3::timestamptz, '-infinity'), \
-         coalesce($4::uuid, '00000000-0000-0000-0000-000000000000'))"
+        "with doomed as (select {alias}.event_id, {alias}.{at} as at from {table} {alias} \
+             where {eligible} and ({alias}.{at}, {alias}.event_id) > \
+                 (coalesce($3::timestamptz, '-infinity'), \
+                  coalesce($4::uuid, '00000000-0000-0000-0000-000000000000')) \
+             order by {alias}.{at}, {alias}.event_id limit $2 for update skip locked), \
+         {work} \
+         select (select count(*) from done), max(at), \
+             (array_agg(event_id order by at desc, event_id desc))[1] from doomed"
     )
 }
 
@@ -246,18 +255,15 @@ async fn expire_entries(
     limit: i64,
     walk: &mut Walk,
 ) -> Result<u64, sqlx::Error> {
-    let sql = format!(
-        "with doomed as (select l.event_id, l.activity_at from audit_log l \
-             where {} and not {ENTRY_HELD} and {} \
-             order by l.activity_at, l.event_id limit $2 for update skip locked), \
-         done as (update audit_log l set actor_name = null, actor_aad_object_id = null, \
-             changes = '{{}}'::jsonb, message = '', personal_salt = null, \
+    let sql = walk_batch(
+        "audit_log",
+        "l",
+        "activity_at",
+        &format!("{} and not {ENTRY_HELD}", old_entry("$1")),
+        "done as (update audit_log l set actor_name = null, actor_aad_object_id = null, \
+             changes = '{}'::jsonb, message = '', personal_salt = null, \
              redacted = 'expired', redacted_at = now() \
-             from doomed where l.event_id = doomed.event_id returning 1) \
-         select (select count(*) from done), max(activity_at), \
-             (array_agg(event_id order by activity_at desc, event_id desc))[1] from doomed",
-        old_entry("$1"),
-        after("l.activity_at", "l.event_id")
+             from doomed where l.event_id = doomed.event_id returning 1)",
     );
     let (n, last) = take(tx, &sql, days, limit, walk).await?;
     walk.advance(last, false);
@@ -272,19 +278,16 @@ async fn expire_activities(
     limit: i64,
     walk: &mut Walk,
 ) -> Result<(u64, u64), sqlx::Error> {
-    let sql = format!(
-        "with doomed as (select a.event_id, a.received_at from activities a \
-             where {} and not {ACTIVITY_HELD} and {} \
-             order by a.received_at, a.event_id limit $2 for update skip locked), \
-         dead as (delete from outbox_dead d using doomed where d.event_id = doomed.event_id), \
+    let sql = walk_batch(
+        "activities",
+        "a",
+        "received_at",
+        &format!("{} and not {ACTIVITY_HELD}", old_activity("$1")),
+        "dead as (delete from outbox_dead d using doomed where d.event_id = doomed.event_id), \
          done as (update activities a set raw = null, text = null, sender_id = null, \
              sender_name = null, sender_aad_object_id = null, mac = null, \
              redacted = 'expired', redacted_at = now() \
-             from doomed where a.event_id = doomed.event_id returning 1) \
-         select (select count(*) from done), max(received_at), \
-             (array_agg(event_id order by received_at desc, event_id desc))[1] from doomed",
-        old_activity("$1"),
-        after("a.received_at", "a.event_id")
+             from doomed where a.event_id = doomed.event_id returning 1)",
     );
     let (n, last) = take(tx, &sql, days, limit, walk).await?;
     let sql = format!(

@@ -82,22 +82,20 @@ impl Relay {
             return (Vec::new(), Ok(0));
         }
         let (acked, failed) = self.publish_all(events).await;
-        let settled = async {
-            if !failed.is_empty() {
-                let mut conn = self.pool.acquire().await?;
-                settle(&mut conn, &[], &failed, self.max_refusals).await?;
-            }
-            Ok(failed.len())
-        };
-        let settled = settled.await;
-        (acked, settled)
+        let recorded = self.settle_alone(&[], &failed).await;
+        (acked, recorded.map(|()| failed.len()))
     }
 
     /// Deletes the outbox rows of events JetStream acknowledged.
     pub(crate) async fn delete_published(&self, acked: &[Uuid]) -> Result<(), RelayError> {
-        if !acked.is_empty() {
+        self.settle_alone(acked, &[]).await
+    }
+
+    /// [`settle`] on a connection of its own, when there is anything to settle.
+    async fn settle_alone(&self, acked: &[Uuid], failed: &[Failure]) -> Result<(), RelayError> {
+        if !acked.is_empty() || !failed.is_empty() {
             let mut conn = self.pool.acquire().await?;
-            settle(&mut conn, acked, &[], self.max_refusals).await?;
+            settle(&mut conn, acked, failed, self.max_refusals).await?;
         }
         Ok(())
     }
