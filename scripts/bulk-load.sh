@@ -6,6 +6,7 @@
 # EXPLAIN ANALYZE for each.
 #
 #   scripts/bulk-load.sh [N, default 2000000]      (database teams_bridge_large, dropped first)
+#   LOAD_QUERIES_ONLY=1 scripts/bulk-load.sh       (times the queries of a database loaded before)
 #
 # Check free disk first: about 1.2 KB per activity plus its entry and indexes. The schema is
 # the service's own (`teams-bridge migrate`); event ids are time-ordered like the service's
@@ -20,6 +21,7 @@ PGBENCH=$(command -v pgbench || ls /usr/lib/postgresql/*/bin/pgbench | head -n 1
 log() { printf '[bulk-load] %s\n' "$*" >&2; }
 
 df -h /var/lib/postgresql | tail -n 1 >&2
+if [ "${LOAD_QUERIES_ONLY:-0}" != 1 ]; then
 cargo build --release --quiet --bin teams-bridge
 "${PSQL[@]}" -d postgres -c "drop database if exists $DB with (force)" -c "create database $DB"
 DATABASE_URL="postgres://postgres@127.0.0.1:5432/$DB" NATS_URL=nats://127.0.0.1:4222 \
@@ -74,6 +76,8 @@ done
 "${PSQL[@]}" -d "$DB" -c "vacuum analyze activities" -c "vacuum analyze audit_log"
 "${PSQL[@]}" -d "$DB" -Atc "select 'size: ' || pg_size_pretty(pg_database_size('$DB')) || ', activities ' || (select count(*) from activities) || ', audit_log ' || (select count(*) from audit_log)" >&2
 
+fi
+
 # The queries `teams-bridge audit`, the API and the console run (src/audit/query.rs): first page
 # (limit 50) and a tenth page (the cursor nine pages in), by record, by actor, by operation
 # in the last 7 days. Random arguments per run.
@@ -103,5 +107,7 @@ PY
   rm -f "$OUT"/pgbench_log.*
   sed -e 's/:r/4242/g; s/:p/42/g; s/:o/0/g' -e '/^\\set/d' "$OUT/$name.sql" \
     | sed 's/^/explain (analyze, buffers) /' | "${PSQL[@]}" -d "$DB" >"$OUT/$name.explain.txt"
-  grep -E "Execution Time|Index|Scan" "$OUT/$name.explain.txt" | head -n 4 | sed 's/^/    /'
+  # (grep -m, not head: with pipefail a grep that head cuts off fails the script.)
+  grep -m 3 -E "Index|Scan" "$OUT/$name.explain.txt" | sed 's/^/    /'
+  grep -E "Planning Time|Execution Time" "$OUT/$name.explain.txt" | sed 's/^/    /'
 done

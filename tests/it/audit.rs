@@ -707,3 +707,59 @@ async fn an_entry_is_sealed_with_the_digest_of_the_stored_bytes_not_of_a_forged_
     assert!(sealed_stored, "the seal must cover the stored bytes");
     app.stop().await;
 }
+
+/// A webhook added to a large database is unknown to `activities`' statistics until the next
+/// ANALYZE (at 10 M rows autovacuum waits for a million changes). A question on it must still
+/// read its record's few activities by index, not every activity the webhook has.
+#[tokio::test]
+async fn a_question_on_a_webhook_the_statistics_do_not_know_yet_reads_only_its_record() {
+    let (config, _cleanup) = test_config(&[]);
+    let pool = teams_bridge::infra::db::prepare(&config).await.unwrap();
+    let rows = |webhook: &str, n: u32, spacing: &str| {
+        format!(
+            "insert into activities (event_id, webhook, activity_id, activity_type, raw, received_at, \
+                                     authorized, change_record, text, sender_name) \
+             select gen_random_uuid(), '{webhook}', '{webhook}-' || g, 'message', 'x', \
+                    now() - g * interval '{spacing}', true, 'E-' || (g % 5000), \
+                    'update employee E-' || (g % 5000) || ' title=x', 'P' \
+             from generate_series(1, {n}) g"
+        )
+    };
+    sqlx::query(&rows("known", 100_000, "1 second"))
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query("analyze activities")
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query(&rows("new", 20_000, "1 millisecond"))
+        .execute(&pool)
+        .await
+        .unwrap();
+
+    let explain = format!(
+        "explain (analyze, buffers, format json) {}",
+        teams_bridge::ingest::answer::CHANGES
+    );
+    let plan: Value = sqlx::query_scalar(&explain)
+        .bind("new")
+        .bind("E-42")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let top = &plan[0]["Plan"];
+    let blocks =
+        top["Shared Hit Blocks"].as_i64().unwrap() + top["Shared Read Blocks"].as_i64().unwrap();
+    assert!(blocks < 200, "{blocks} blocks for one question: {plan:#}");
+
+    // The answer: the new webhook's four changes of E-42 (its activities 42, 5042, 10042 and
+    // 15042), not the known webhook's change of E-42 in the same hour (its activity 42).
+    let answers = teams_bridge::ingest::answer::Answers { pool: pool.clone() };
+    let changes = answers.changes("new", "E-42").await.unwrap();
+    assert_eq!(changes.len(), 4, "{changes:?}");
+    assert!(changes
+        .iter()
+        .all(|c| c.changes == [("title".to_string(), "x".to_string())]));
+    pool.close().await;
+}
