@@ -6,7 +6,7 @@
 -- the webhook left it, and with it a column from every entry.
 --
 -- Built in the migration's transaction (inserts into activities wait meanwhile: measured
--- ~15 s on the 10 M rows of scripts/bulk-load.sh). A large installation builds it first, writes
+-- 34 s on the 10 M rows of scripts/bulk-load.sh). A large installation builds it first, writes
 -- flowing, then starts the new version, whose migration finds it made and only drops the old:
 --   create index concurrently if not exists activities_change_record_time_idx
 --       on activities (change_record, received_at) where change_record is not null;
