@@ -725,18 +725,9 @@ async fn a_question_on_a_webhook_the_statistics_do_not_know_yet_reads_only_its_r
              from generate_series(1, {n}) g"
         )
     };
-    sqlx::query(&rows("known", 100_000, "1 second"))
-        .execute(&pool)
-        .await
-        .unwrap();
-    sqlx::query("analyze activities")
-        .execute(&pool)
-        .await
-        .unwrap();
-    sqlx::query(&rows("new", 20_000, "1 millisecond"))
-        .execute(&pool)
-        .await
-        .unwrap();
+    crate::seal::exec(&pool, &rows("known", 100_000, "1 second")).await;
+    crate::seal::exec(&pool, "analyze activities").await;
+    crate::seal::exec(&pool, &rows("new", 20_000, "1 millisecond")).await;
 
     let explain = format!(
         "explain (analyze, buffers, format json) {}",
