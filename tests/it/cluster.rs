@@ -186,31 +186,39 @@ impl Drop for Cluster {
     }
 }
 
-/// A `teams-bridge` process; killed (-9) when dropped.
+/// A `teams-bridge` process; killed (-9) when dropped. What it logs goes to `log`, whose end
+/// is printed when the test fails, so that a failure under faults names its cause.
 struct Process {
     args: Vec<String>,
     env: Vec<(String, String)>,
     child: Option<Child>,
+    log: PathBuf,
 }
 
 impl Process {
-    fn start(args: Vec<String>, env: Vec<(String, String)>) -> Self {
+    fn start(args: Vec<String>, env: Vec<(String, String)>, log: PathBuf) -> Self {
         let mut p = Self {
             args,
             env,
             child: None,
+            log,
         };
         p.restart();
         p
     }
 
     fn restart(&mut self) {
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_teams-bridge"))
             .args(&self.args)
             .env_clear()
             .envs(self.env.iter().cloned())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
             .spawn()
             .unwrap();
         self.child = Some(child);
@@ -227,6 +235,12 @@ impl Process {
 impl Drop for Process {
     fn drop(&mut self) {
         self.kill();
+        if std::thread::panicking() {
+            let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            let tail = lines[lines.len().saturating_sub(40)..].join("\n");
+            eprintln!("--- the end of {} ---\n{tail}", self.log.display());
+        }
     }
 }
 
@@ -356,7 +370,14 @@ async fn a_cluster_under_faults_loses_nothing_and_duplicates_nothing() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(24);
     let mut cluster = Cluster::start();
-    let mut env = test_env(&[("NATS_STREAM_REPLICAS", "3"), ("RUST_LOG", "warn")]);
+    // Warnings, and the NATS client's (re)connections and each attempt at one.
+    let mut env = test_env(&[
+        ("NATS_STREAM_REPLICAS", "3"),
+        (
+            "RUST_LOG",
+            "warn,async_nats=info,async_nats::connector=debug",
+        ),
+    ]);
     env.insert("NATS_URL".into(), cluster.urls());
     let (config, _cleanup) = test_config_from(&env);
     eventually(
@@ -373,6 +394,8 @@ async fn a_cluster_under_faults_loses_nothing_and_duplicates_nothing() {
     let (proxy, postgres) = pg_proxy().await;
     let database = database_name(&env["DATABASE_URL"]);
     let proxied = format!("postgres://postgres@127.0.0.1:{proxy}/{database}");
+    let logs = tempfile::tempdir().unwrap();
+    let log = |name: &str| logs.path().join(format!("{name}.log"));
     let mut receivers: Vec<Process> = Vec::new();
     let mut workers: Vec<Process> = Vec::new();
     for (name, command, mut settings) in compose_services() {
@@ -393,11 +416,19 @@ async fn a_cluster_under_faults_loses_nothing_and_duplicates_nothing() {
             let port = ports[receivers.len()];
             settings.insert("LISTEN_ADDR".into(), format!("127.0.0.1:{port}"));
             settings.insert("DATABASE_URL".into(), proxied.clone());
-            receivers.push(Process::start(command, settings.into_iter().collect()));
+            receivers.push(Process::start(
+                command,
+                settings.into_iter().collect(),
+                log(&name),
+            ));
             back_to_200(port, "start").await; // one at a time: the first creates the database
         } else {
             settings.insert("WORKER_LISTEN_ADDR".into(), "127.0.0.1:0".into());
-            workers.push(Process::start(command, settings.into_iter().collect()));
+            workers.push(Process::start(
+                command,
+                settings.into_iter().collect(),
+                log(&name),
+            ));
         }
     }
     assert_eq!((receivers.len(), workers.len()), (2, 2));
