@@ -185,7 +185,8 @@ pub fn worker_router(heartbeat: Heartbeat) -> Router {
     let handle = crate::infra::telemetry::metrics();
     let health = move || async move {
         let age = heartbeat.age().as_secs_f64();
-        // A step completes at least every ~1 s while NATS answers; 30 s without one is stuck.
+        // A step completes at least every ~1 s while NATS answers, and only steps taken on a
+        // live connection count: 30 s without one is stuck or cut off.
         let (status, word) = match age < 30.0 {
             true => (StatusCode::OK, "ok"),
             false => (StatusCode::SERVICE_UNAVAILABLE, "stalled"),

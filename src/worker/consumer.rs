@@ -75,6 +75,9 @@ impl Delivered {
 /// A running consumer with its handler.
 pub struct Worker<H> {
     pool: PgPool,
+    /// The connection the consumer is reached through; its state decides whether an idle
+    /// step is a sign of life (see [`ConsumerTask`]).
+    client: async_nats::Client,
     consumer: PullConsumer,
     spec: ConsumerSpec,
     handler: H,
@@ -107,11 +110,17 @@ impl<H: Handler> Worker<H> {
             .with_context(|| format!("consumer {}", spec.durable))?;
         Ok(Self {
             pool,
+            client: js.client(),
             consumer,
             spec,
             handler,
             heartbeat: Heartbeat::new(),
         })
+    }
+
+    /// Whether the NATS connection is up now.
+    pub fn connected(&self) -> bool {
+        self.client.connection_state() == async_nats::connection::State::Connected
     }
 
     /// The worker's heartbeat, for its health endpoint.
@@ -151,7 +160,10 @@ impl<H: Handler> Worker<H> {
             match m {
                 Ok(m) => messages.push(m),
                 Err(e) => {
-                    tracing::debug!(error = %e, "fetch ended");
+                    // A status other than "no messages" or "expired" (a leadership change, a
+                    // deleted consumer…): the step ends and the next one asks again, but it
+                    // must not pass as an idle consumer in the log.
+                    tracing::warn!(consumer = %self.spec.durable, error = %e, "fetch ended by the server");
                     break;
                 }
             }
@@ -286,7 +298,19 @@ impl<H: Handler> Steps for ConsumerTask<'_, H> {
 
     async fn step(&mut self) -> Result<Step, FetchError> {
         let delivered = self.0.run_once(Duration::from_secs(1)).await?;
-        self.0.heartbeat.beat();
+        // While the client is disconnected a fetch cannot reach the server: it is queued,
+        // times out on the client's side and looks like an idle consumer. Only a step taken
+        // on a live connection counts as life, so that a worker whose connection stays down
+        // (which the client should repair by itself within seconds) turns `/healthz` 503 for
+        // its supervisor instead of looking idle for ever.
+        match self.0.connected() {
+            true => self.0.heartbeat.beat(),
+            false => tracing::warn!(
+                consumer = %self.0.spec.durable,
+                last_live_step_seconds_ago = self.0.heartbeat.age().as_secs(),
+                "NATS connection down; the client is reconnecting"
+            ),
+        }
         if delivered.is_idle() {
             return Ok(Step::Idle);
         }

@@ -1,5 +1,6 @@
-//! When a worker last completed a step; its `/healthz` turns 503 when that is too long ago
-//! (NATS or the consumer unreachable, a step stuck), not merely when the process is gone.
+//! When a worker last completed a step on a live NATS connection; its `/healthz` turns 503
+//! when that is too long ago (NATS or the consumer unreachable, a step stuck), not merely when
+//! the process is gone.
 
 use std::{
     sync::{

@@ -657,6 +657,76 @@ async fn a_running_worker_reports_healthy_and_serves_its_metrics() {
     app.stop().await;
 }
 
+/// A worker cut off from NATS is not healthy, however idle it looks: its steps then cannot
+/// reach the server (the fetch is queued and times out on the client's side), so they do not
+/// count as life and its `/healthz` turns 503 once the connection stays down; reconnected,
+/// it beats and consumes again.
+#[tokio::test]
+async fn a_worker_cut_off_from_nats_stops_beating_and_beats_again_once_reconnected() {
+    let app = TestApp::spawn().await;
+    let (port, nats) = nats_proxy().await;
+    let client = async_nats::ConnectOptions::new()
+        .connect(format!("nats://127.0.0.1:{port}"))
+        .await
+        .unwrap();
+    let spec = teams_bridge::worker::ConsumerSpec {
+        stream: app.config.stream_name.clone(),
+        durable: app.config.hr_audit_consumer.clone(),
+        filter_subject: format!("{}.*.message", app.config.subject_prefix),
+        max_deliveries: 2,
+        ack_wait: Duration::from_secs(30),
+        batch: 10,
+    };
+    let js = async_nats::jetstream::new(client.clone());
+    let handler = HrAudit {
+        pool: app.pool.clone(),
+    };
+    let worker = teams_bridge::worker::Worker::connect(&js, app.pool.clone(), spec, handler)
+        .await
+        .unwrap();
+    let heartbeat = worker.heartbeat();
+    let stop = CancellationToken::new();
+    let s = stop.clone();
+    let task = tokio::spawn(async move { worker.run(s).await });
+    let live = Duration::from_millis(1500);
+    eventually(Duration::from_secs(5), "a live step", || async {
+        (heartbeat.age() < live).then_some(())
+    })
+    .await;
+
+    nats.send(Mode::Refuse).unwrap();
+    eventually(
+        Duration::from_secs(5),
+        "the client sees the cut",
+        || async {
+            (client.connection_state() != async_nats::connection::State::Connected).then_some(())
+        },
+    )
+    .await;
+    // A step on a dead connection ends after ~6 s (1 s of expiry and the client's 5 s): counted
+    // as life, the age would never pass that.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let age = heartbeat.age();
+    assert!(
+        age > Duration::from_secs(8),
+        "no life while cut off: {age:?}"
+    );
+
+    nats.send(Mode::Forward).unwrap();
+    eventually(
+        Duration::from_secs(20),
+        "life again once reconnected",
+        || async { (heartbeat.age() < live).then_some(()) },
+    )
+    .await;
+    let body = hr_message("cut-1", "view employee E-7", "Eve");
+    assert_eq!(app.post_signed("contoso", &body).await.status(), 200);
+    wait_audit_count(&app, 1, Duration::from_secs(20)).await;
+    stop.cancel();
+    let _ = task.await;
+    app.stop().await;
+}
+
 /// The worker's statements are planned for each execution: a plan cached while the tables
 /// were empty (a seq scan joined by hash) would otherwise be kept while they grow, wherever
 /// autovacuum never analyzes them (as on CI). The request path keeps its cached plans.

@@ -188,6 +188,8 @@ impl Drop for Cluster {
 
 /// A `teams-bridge` process; killed (-9) when dropped. What it logs goes to `log`, whose end
 /// is printed when the test fails, so that a failure under faults names its cause.
+/// `CLUSTER_KEEP_LOGS=DIR` keeps every log whole in `DIR` (for reading a passing run's
+/// reconnections).
 struct Process {
     args: Vec<String>,
     env: Vec<(String, String)>,
@@ -235,6 +237,10 @@ impl Process {
 impl Drop for Process {
     fn drop(&mut self) {
         self.kill();
+        if let Ok(dir) = std::env::var("CLUSTER_KEEP_LOGS") {
+            let name = self.log.file_name().unwrap();
+            let _ = std::fs::copy(&self.log, Path::new(&dir).join(name));
+        }
         if std::thread::panicking() {
             let text = std::fs::read_to_string(&self.log).unwrap_or_default();
             let lines: Vec<&str> = text.lines().collect();

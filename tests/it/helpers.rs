@@ -380,7 +380,7 @@ impl TestApp {
     }
 }
 
-/// A TCP proxy in front of Postgres that a test can cut or stall.
+/// A TCP proxy in front of Postgres or NATS that a test can cut or stall.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Mode {
     Forward,
@@ -389,15 +389,21 @@ pub enum Mode {
 }
 
 pub async fn pg_proxy() -> (u16, tokio::sync::watch::Sender<Mode>) {
+    let base = pg_base();
+    let upstream = base.rsplit('@').next().unwrap();
+    tcp_proxy(upstream.trim_end_matches('/').to_string()).await
+}
+
+/// [`pg_proxy`] for the machine's NATS.
+pub async fn nats_proxy() -> (u16, tokio::sync::watch::Sender<Mode>) {
+    let url = nats_url();
+    tcp_proxy(url.trim_start_matches("nats://").to_string()).await
+}
+
+async fn tcp_proxy(upstream: String) -> (u16, tokio::sync::watch::Sender<Mode>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let (tx, rx) = tokio::sync::watch::channel(Mode::Forward);
-    let upstream = pg_base()
-        .rsplit('@')
-        .next()
-        .unwrap()
-        .trim_end_matches('/')
-        .to_string();
     tokio::spawn(async move {
         loop {
             let Ok((mut client, _)) = listener.accept().await else {
