@@ -2,7 +2,7 @@
 //! logs without secrets, graceful shutdown.
 
 use std::{
-    io::{Read, Write},
+    io::Write,
     process::{Command, Stdio},
     time::{Duration, Instant},
 };
@@ -231,6 +231,7 @@ async fn a_full_run_logs_request_ids_and_reasons_but_never_a_token_or_an_expecte
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut child = cmd.spawn().unwrap();
+    let [stdout, stderr] = drain_output(&mut child);
     let started = Instant::now();
     let http = reqwest::Client::new();
     let base = format!("http://127.0.0.1:{port}");
@@ -281,19 +282,7 @@ async fn a_full_run_logs_request_ids_and_reasons_but_never_a_token_or_an_expecte
         .success());
     let status = tokio::task::spawn_blocking(move || {
         let status = child.wait().unwrap();
-        let mut logs = String::new();
-        child
-            .stdout
-            .take()
-            .unwrap()
-            .read_to_string(&mut logs)
-            .unwrap();
-        child
-            .stderr
-            .take()
-            .unwrap()
-            .read_to_string(&mut logs)
-            .unwrap();
+        let logs = stdout.join().unwrap() + &stderr.join().unwrap();
         (status, logs)
     })
     .await

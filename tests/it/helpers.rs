@@ -516,3 +516,21 @@ impl Drop for PrivateNats {
         }
     }
 }
+
+/// Reads a child's piped stdout and stderr on their own threads while it runs, so that a
+/// child writing more than a pipe holds (a service at debug level: every migration's
+/// statement, NATS' connection steps) is not blocked for ever; join for the text.
+pub fn drain_output(child: &mut std::process::Child) -> [std::thread::JoinHandle<String>; 2] {
+    use std::io::Read;
+    fn reader(mut pipe: impl Read + Send + 'static) -> std::thread::JoinHandle<String> {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            pipe.read_to_string(&mut text).unwrap();
+            text
+        })
+    }
+    [
+        reader(child.stdout.take().expect("stdout piped")),
+        reader(child.stderr.take().expect("stderr piped")),
+    ]
+}

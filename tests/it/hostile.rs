@@ -2,7 +2,6 @@
 //! the fix it names.
 
 use std::{
-    io::Read,
     process::{Command, Stdio},
     time::Duration,
 };
@@ -316,6 +315,7 @@ async fn no_request_byte_starts_a_log_line_and_unknown_names_are_throttled() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    let [stdout, stderr] = drain_output(&mut child);
     let http = reqwest::Client::new();
     let base = format!("http://127.0.0.1:{port}");
     eventually(Duration::from_secs(20), "the service to answer", || async {
@@ -356,20 +356,7 @@ async fn no_request_byte_starts_a_log_line_and_unknown_names_are_throttled() {
         .status();
     let logs = tokio::task::spawn_blocking(move || {
         child.wait().unwrap();
-        let mut logs = String::new();
-        child
-            .stderr
-            .take()
-            .unwrap()
-            .read_to_string(&mut logs)
-            .unwrap();
-        child
-            .stdout
-            .take()
-            .unwrap()
-            .read_to_string(&mut logs)
-            .unwrap();
-        logs
+        stderr.join().unwrap() + &stdout.join().unwrap()
     })
     .await
     .unwrap();
