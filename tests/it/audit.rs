@@ -781,6 +781,24 @@ async fn an_entry_is_sealed_with_the_digest_of_the_stored_bytes_not_of_a_forged_
 /// A webhook added to a large database is unknown to `activities`' statistics until the next
 /// ANALYZE (at 10 M rows autovacuum waits for a million changes). A question on it must still
 /// read its record's few activities by index, not every activity the webhook has.
+/// The buffers a question's statement reads, with its plan (`EXPLAIN (ANALYZE, BUFFERS)`).
+async fn question_blocks(pool: &sqlx::PgPool, webhook: &str, record: &str) -> (i64, Value) {
+    let explain = format!(
+        "explain (analyze, buffers, format json) {}",
+        teams_bridge::ingest::answer::CHANGES
+    );
+    let plan: Value = sqlx::query_scalar(&explain)
+        .bind(webhook)
+        .bind(record)
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    let top = &plan[0]["Plan"];
+    let blocks =
+        top["Shared Hit Blocks"].as_i64().unwrap() + top["Shared Read Blocks"].as_i64().unwrap();
+    (blocks, plan)
+}
+
 /// A question reads from the heap only the entries its answer uses: a record with a long
 /// history on another webhook (and reads, which do not count) costs it index pages, not one
 /// heap page per entry (migration 16: the webhook, the operation and the authorization are
@@ -815,19 +833,7 @@ async fn a_question_reads_from_the_heap_only_the_entries_of_its_webhook_that_cou
     .await;
     crate::seal::exec(&load, "analyze audit_log").await;
 
-    let explain = format!(
-        "explain (analyze, buffers, format json) {}",
-        teams_bridge::ingest::answer::CHANGES
-    );
-    let plan: Value = sqlx::query_scalar(&explain)
-        .bind("new")
-        .bind("E-7")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-    let top = &plan[0]["Plan"];
-    let blocks =
-        top["Shared Hit Blocks"].as_i64().unwrap() + top["Shared Read Blocks"].as_i64().unwrap();
+    let (blocks, plan) = question_blocks(&pool, "new", "E-7").await;
     assert!(blocks < 40, "{blocks} blocks for one question: {plan:#}");
     let answers = teams_bridge::ingest::answer::Answers { pool: pool.clone() };
     let changes = answers.changes("new", "E-7").await.unwrap();
@@ -860,19 +866,7 @@ async fn a_question_on_a_webhook_the_statistics_do_not_know_yet_reads_only_its_r
     crate::seal::exec(&load, "analyze activities").await;
     crate::seal::exec(&load, &rows("new", 20_000, "1 millisecond")).await;
 
-    let explain = format!(
-        "explain (analyze, buffers, format json) {}",
-        teams_bridge::ingest::answer::CHANGES
-    );
-    let plan: Value = sqlx::query_scalar(&explain)
-        .bind("new")
-        .bind("E-42")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-    let top = &plan[0]["Plan"];
-    let blocks =
-        top["Shared Hit Blocks"].as_i64().unwrap() + top["Shared Read Blocks"].as_i64().unwrap();
+    let (blocks, plan) = question_blocks(&pool, "new", "E-42").await;
     assert!(blocks < 200, "{blocks} blocks for one question: {plan:#}");
 
     // The answer: the new webhook's four changes of E-42 (its activities 42, 5042, 10042 and
