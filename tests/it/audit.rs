@@ -572,14 +572,7 @@ async fn a_worker_whose_database_is_down_retries_and_never_dead_letters() {
         .connect_lazy(&format!("postgres://postgres@127.0.0.1:{port}/{db_name}"))
         .unwrap();
     mode.send(Mode::Refuse).unwrap();
-    let spec = teams_bridge::worker::ConsumerSpec {
-        stream: app.config.stream_name.clone(),
-        durable: app.config.hr_audit_consumer.clone(),
-        filter_subject: format!("{}.*.message", app.config.subject_prefix),
-        max_deliveries: 2,
-        ack_wait: Duration::from_secs(30),
-        batch: 10,
-    };
+    let spec = small_spec(&app);
     let worker = teams_bridge::worker::Worker::connect(
         &app.js,
         app.pool.clone(),
@@ -618,6 +611,18 @@ async fn a_worker_whose_database_is_down_retries_and_never_dead_letters() {
     }
     assert_eq!(audit_count(&app).await, 1);
     app.stop().await;
+}
+
+/// The HR audit consumer of `app` with 2 deliveries before a dead letter, batches of 10.
+fn small_spec(app: &TestApp) -> teams_bridge::worker::ConsumerSpec {
+    teams_bridge::worker::ConsumerSpec {
+        stream: app.config.stream_name.clone(),
+        durable: app.config.hr_audit_consumer.clone(),
+        filter_subject: format!("{}.*.message", app.config.subject_prefix),
+        max_deliveries: 2,
+        ack_wait: Duration::from_secs(30),
+        batch: 10,
+    }
 }
 
 #[tokio::test]
@@ -669,14 +674,7 @@ async fn a_worker_cut_off_from_nats_stops_beating_and_beats_again_once_reconnect
         .connect(format!("nats://127.0.0.1:{port}"))
         .await
         .unwrap();
-    let spec = teams_bridge::worker::ConsumerSpec {
-        stream: app.config.stream_name.clone(),
-        durable: app.config.hr_audit_consumer.clone(),
-        filter_subject: format!("{}.*.message", app.config.subject_prefix),
-        max_deliveries: 2,
-        ack_wait: Duration::from_secs(30),
-        batch: 10,
-    };
+    let spec = small_spec(&app);
     let js = async_nats::jetstream::new(client.clone());
     let handler = HrAudit {
         pool: app.pool.clone(),
@@ -781,6 +779,17 @@ async fn an_entry_is_sealed_with_the_digest_of_the_stored_bytes_not_of_a_forged_
 /// A webhook added to a large database is unknown to `activities`' statistics until the next
 /// ANALYZE (at 10 M rows autovacuum waits for a million changes). A question on it must still
 /// read its record's few activities by index, not every activity the webhook has.
+/// The service's request pool (migrated) and one for a fixture's inserts, which run without
+/// the request pool's statement timeout (a fraction of the reply budget) that they can
+/// outlast while the suite shares the machine.
+async fn question_pools(config: &teams_bridge::config::Config) -> (sqlx::PgPool, sqlx::PgPool) {
+    let pool = teams_bridge::infra::db::prepare(config).await.unwrap();
+    let load = sqlx::PgPool::connect(config.database_url.expose())
+        .await
+        .unwrap();
+    (pool, load)
+}
+
 /// The buffers a question's statement reads, with its plan (`EXPLAIN (ANALYZE, BUFFERS)`).
 async fn question_blocks(pool: &sqlx::PgPool, webhook: &str, record: &str) -> (i64, Value) {
     let explain = format!(
@@ -806,12 +815,7 @@ async fn question_blocks(pool: &sqlx::PgPool, webhook: &str, record: &str) -> (i
 #[tokio::test]
 async fn a_question_reads_from_the_heap_only_the_entries_of_its_webhook_that_count() {
     let (config, _cleanup) = test_config(&[]);
-    let pool = teams_bridge::infra::db::prepare(&config).await.unwrap();
-    // The fixture's inserts run without the request pool's statement timeout (a fraction of
-    // the reply budget), which they can outlast while the suite shares the machine.
-    let load = sqlx::PgPool::connect(config.database_url.expose())
-        .await
-        .unwrap();
+    let (pool, load) = question_pools(&config).await;
     // 301 records with ~200 entries each on the webhook `big`, a quarter reads, interleaved
     // so that one record's entries lie on 200 heap pages; E-7 has 3 changes on `new` too.
     let entries = |webhook: &str, n: u32, records: u32| {
@@ -846,12 +850,7 @@ async fn a_question_reads_from_the_heap_only_the_entries_of_its_webhook_that_cou
 #[tokio::test]
 async fn a_question_on_a_webhook_the_statistics_do_not_know_yet_reads_only_its_record() {
     let (config, _cleanup) = test_config(&[]);
-    let pool = teams_bridge::infra::db::prepare(&config).await.unwrap();
-    // The fixture's inserts run without the request pool's statement timeout (a fraction of
-    // the reply budget), which they can outlast while the suite shares the machine.
-    let load = sqlx::PgPool::connect(config.database_url.expose())
-        .await
-        .unwrap();
+    let (pool, load) = question_pools(&config).await;
     let rows = |webhook: &str, n: u32, spacing: &str| {
         format!(
             "insert into activities (event_id, webhook, activity_id, activity_type, raw, received_at, \
