@@ -119,7 +119,7 @@ impl<H: Handler> Worker<H> {
     }
 
     /// Whether the NATS connection is up now.
-    pub fn connected(&self) -> bool {
+    fn connected(&self) -> bool {
         self.client.connection_state() == async_nats::connection::State::Connected
     }
 
