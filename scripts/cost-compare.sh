@@ -49,7 +49,7 @@ if [ -n "${COST_BASE_BIN:-}" ]; then
 else
   log "building this checkout ($(git rev-parse --short HEAD)) and $BASE_REV, release"
 fi
-for word in ${COST_HEAD_ENV:-} ${COST_BASE_ENV:-}; do
+for word in ${COST_HEAD_ENV:-} ${COST_BASE_ENV:-} ${COST_SKEL_ENV:-}; do
   [[ "$word" == [A-Za-z_]*=* ]] || { log "COST_HEAD_ENV / COST_BASE_ENV take VAR=value words, not '$word'"; exit 2; }
 done
 cargo build --release --quiet --workspace
@@ -63,8 +63,12 @@ if [ "${COST_SIDES:-}" != head ] && [ -z "${COST_BASE_BIN:-}" ]; then
   fi
   (cd "$BASE_SRC" && CARGO_TARGET_DIR="$ROOT/target/cost-base/target" cargo build --release --quiet --bin teams-bridge)
 fi
-declare -A BIN=([head]="$ROOT/target/release/teams-bridge" [base]="${COST_BASE_BIN:-$ROOT/target/cost-base/target/release/teams-bridge}")
-declare -A SIDE_ENV=([head]="${COST_HEAD_ENV:-}" [base]="${COST_BASE_ENV:-}")
+declare -A BIN=([head]="$ROOT/target/release/teams-bridge" [base]="${COST_BASE_BIN:-$ROOT/target/cost-base/target/release/teams-bridge}" [skel]="$ROOT/target/release/teams-bridge-skeleton")
+declare -A SIDE_ENV=([head]="${COST_HEAD_ENV:-}" [base]="${COST_BASE_ENV:-}" [skel]="${COST_SKEL_ENV:-}")
+# With COST_SKELETON=1 a third side runs in every round: the skeleton (bench/src/skeleton), the
+# least pipeline on the same parts, whose cost bounds what any design of them can reach.
+SKEL=""
+[ -z "${COST_SKELETON:-}" ] || SKEL=" skel"
 BENCH_BIN="$ROOT/target/release/teams-bridge-bench"
 
 TOKEN=$(head -c 32 /dev/urandom | base64)
@@ -98,7 +102,7 @@ start_side() {
   export TEAMS_WEBHOOKS="warm=$TOKEN,run=$TOKEN"
   # This checkout seals, as in production; 0bc840b could not. A base that is this checkout's
   # binary too (COST_BASE_BIN) seals as well, or the comparison would measure the sealing.
-  if { [ "$side" = head ] || [ -n "${COST_BASE_BIN:-}" ]; } && [ -z "${COST_NO_SEAL:-}" ]; then
+  if { [ "$side" = head ] || { [ "$side" = base ] && [ -n "${COST_BASE_BIN:-}" ]; }; } && [ -z "${COST_NO_SEAL:-}" ]; then
     export AUDIT_SIGNING_KEY_FILE="$OUT/audit.key"
   else
     unset AUDIT_SIGNING_KEY_FILE
@@ -147,7 +151,7 @@ FAILED=""
 python3 scripts/fsync-probe.py 5 /var/lib/postgresql | tail -n 1 | tee "$OUT/fsync.txt" >&2
 for r in $(seq 1 "$ROUNDS"); do
   [ -z "${COST_NO_THROUGHPUT:-}" ] || break
-  if [ $((r % 2)) -eq 1 ]; then order="head base"; else order="base head"; fi
+  if [ $((r % 2)) -eq 1 ]; then order="head base$SKEL"; else order="${SKEL# } base head"; fi
   order=${COST_SIDES:-$order}
   for side in $order; do
     log "round $r: $side throughput"
@@ -160,7 +164,9 @@ if [ -n "${COST_RATE:-}" ]; then
 else
   RATE=$(python3 - "$RESULTS" <<'PY'
 import json, sys, statistics
-caps = [r["ok_rps"] for r in map(json.loads, open(sys.argv[1])) if r["side"] == "head" and r.get("target") == "bridge"]
+rows = [r for r in map(json.loads, open(sys.argv[1])) if r.get("target") == "bridge"]
+# This checkout's capacity; when it did not run (COST_SIDES), the capacity of what did.
+caps = [r["ok_rps"] for r in rows if r["side"] == "head"] or [r["ok_rps"] for r in rows]
 print(int(statistics.median(caps) / 4 // 50 * 50))
 PY
 )
@@ -168,7 +174,7 @@ fi
 log "open loop at $RATE/s (a quarter of this checkout's capacity)"
 for r in $(seq 1 "$ROUNDS"); do
   [ -z "${COST_NO_QUARTER:-}" ] || break
-  if [ $((r % 2)) -eq 1 ]; then order="base head"; else order="head base"; fi
+  if [ $((r % 2)) -eq 1 ]; then order="${SKEL# } base head"; else order="head base$SKEL"; fi
   order=${COST_SIDES:-$order}
   for side in $order; do
     log "round $r: $side at $RATE/s"

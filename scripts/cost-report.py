@@ -7,6 +7,8 @@ import json, sys, statistics
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 base, head, fsync, secs, rounds = sys.argv[3], sys.argv[4], open(sys.argv[5]).read().split("\n"), sys.argv[6], sys.argv[7]
 comps = [("service", "service"), ("worker", "worker"), ("postgres", "Postgres"), ("nats-server", "NATS"), ("total", "total")]
+# The skeleton (COST_SKELETON=1) is a third side: the lower bound, not a commit.
+SIDES = (("base", base), ("head", head), ("skel", "skeleton"))
 def med(xs): return statistics.median(xs) if xs else float("nan")
 def pick(side, scen):
     return [r for r in rows if r["side"] == side and r["scenario"].split(".")[1] == scen and r.get("target") == "bridge"]
@@ -16,7 +18,7 @@ out.append("| scenario | commit | 200/s | p50 / p99 / max ms | ledger | " + " | 
 out.append("|---|---|---|---|---|" + "---|" * len(comps))
 ratio = {}
 for scen in ("throughput", "quarter"):
-    for side, rev in (("base", base), ("head", head)):
+    for side, rev in SIDES:
         rs = pick(side, scen)
         if not rs: continue
         us = {k: med([r["cpu_us_per_webhook"].get(k, 0) for r in rs]) for k, _ in comps}
@@ -33,7 +35,7 @@ out.append("")
 # Postgres' CPU by whom it worked for (the bench's pg_* shares; absent from older benches).
 shares = [("pg_for_service", "for the service"), ("pg_for_worker", "for the worker"), ("pg_server", "its own processes"), ("pg_for_others", "other clients"), ("pg_for_bench", "the ledger's checks (not counted)")]
 for scen in ("throughput", "quarter"):
-    for side, rev in (("base", base), ("head", head)):
+    for side, rev in SIDES:
         rs = [r for r in pick(side, scen) if "pg_server" in r["cpu_us_per_webhook"]]
         if rs:
             parts = ", ".join(f'{name} {med([r["cpu_us_per_webhook"].get(k, 0) for r in rs]):.0f}' for k, name in shares)
@@ -41,9 +43,13 @@ for scen in ("throughput", "quarter"):
 if out[-1]:
     out.append("")
 for scen in ("throughput", "quarter"):
-    if scen in ratio and len(ratio[scen]) == 2:
-        out.append(f'CPU per webhook, {scen}: {ratio[scen]["head"]:.0f} / {ratio[scen]["base"]:.0f} µs = **{ratio[scen]["head"] / ratio[scen]["base"]:.2f}** of `{base}`.')
+    r = ratio.get(scen, {})
+    if "head" in r and "base" in r:
+        out.append(f'CPU per webhook, {scen}: {r["head"]:.0f} / {r["base"]:.0f} µs = **{r["head"] / r["base"]:.2f}** of `{base}`.')
+    if "skel" in r and "base" in r:
+        out.append(f'The skeleton (the lower bound), {scen}: {r["skel"]:.0f} / {r["base"]:.0f} µs = **{r["skel"] / r["base"]:.2f}** of `{base}`'
+                   + (f'; `{head}` is {r["head"] / r["skel"]:.2f}× the skeleton.' if "head" in r else "."))
 if "floor" in ratio:
-    out.append("Bridge / floor throughput: " + ", ".join(f'`{base if s == "base" else head}` {v:.3f}' for s, v in ratio["floor"].items()) + ".")
+    out.append("Bridge / floor throughput: " + ", ".join(f'`{dict(SIDES)[s]}` {v:.3f}' for s, v in ratio["floor"].items()) + ".")
 out.append("Machine probe (`scripts/fsync-probe.py`, before and after): " + "; ".join(l for l in fsync if l) + ".")
 open(sys.argv[2], "w").write("\n".join(out) + "\n")

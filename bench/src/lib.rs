@@ -9,7 +9,8 @@
 //!   row per 200, and nothing else;
 //! - [`floor`]: a do-nothing receiver in the bench process, the yardstick for throughput;
 //! - [`stats`]: percentiles and CPU use of the processes involved;
-//! - [`report`]: the human table and the JSON line.
+//! - [`report`]: the human table and the JSON line;
+//! - [`skeleton`]: the least pipeline on the same parts, a lower bound for the cost per webhook.
 //!
 //! [`run_scenario`] is the library entry point (the CLI and the smoke test call it).
 
@@ -20,6 +21,7 @@ pub mod load;
 pub mod payload;
 mod pg_share;
 pub mod report;
+pub mod skeleton;
 pub mod stats;
 
 use anyhow::Context as _;

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use sqlx::PgPool;
 use teams_bridge::app;
 use teams_bridge_bench::{self as bench, DrainLimits, LedgerScope, LoadSpec, Mode, Scenario};
 use tokio_util::sync::CancellationToken;
@@ -117,4 +118,122 @@ async fn a_short_open_loop_run_answers_everything_and_the_ledger_matches_exactly
     stop.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(10), worker_task).await;
     app.stop().await;
+}
+
+/// The skeleton (the lower bound `scripts/cost-compare.sh` sets beside the service) must
+/// keep the promises its cost stands for, or the bound would be a bound on less: every 200
+/// stored, on the stream and in the audit log (the same ledger as the service), and a
+/// repeated delivery stored once and answered with the first receipt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_skeleton_keeps_the_ledger_exact_and_stores_a_repeat_once() {
+    let port = crate::helpers::free_port().to_string();
+    let (config, _cleanup) =
+        crate::helpers::test_config(&[("LISTEN_ADDR", &format!("127.0.0.1:{port}"))]);
+    let serve = tokio::spawn(bench::skeleton::serve(config.clone()));
+    let worker = tokio::spawn(bench::skeleton::worker(config.clone()));
+    let http = reqwest::Client::new();
+    let ready = format!("http://127.0.0.1:{port}/readyz");
+    crate::helpers::eventually(Duration::from_secs(20), "the skeleton answers", || {
+        let (http, ready) = (http.clone(), ready.clone());
+        async move {
+            http.get(&ready)
+                .send()
+                .await
+                .ok()
+                .filter(|r| r.status().is_success())
+        }
+    })
+    .await;
+    assert!(!serve.is_finished() && !worker.is_finished());
+    let pool = PgPool::connect(config.database_url.expose()).await.unwrap();
+    let js = teams_bridge::infra::nats::context(
+        teams_bridge::infra::nats::connect(&config).await.unwrap(),
+    );
+    let scope = LedgerScope {
+        pool: pool.clone(),
+        js,
+        stream: config.stream_name.clone(),
+        subject_prefix: config.subject_prefix.clone(),
+        webhook: "contoso".into(),
+        consumer: Some(config.hr_audit_consumer.clone()),
+    };
+    let limits = DrainLimits {
+        relay: Duration::from_secs(20),
+        worker: Duration::from_secs(20),
+    };
+    let scenario = Scenario {
+        label: "skeleton".into(),
+        load: LoadSpec {
+            addr: format!("127.0.0.1:{port}").parse().unwrap(),
+            path: "/webhooks/contoso".into(),
+            mode: Mode::Open { rate: 200.0 },
+            connections: 8,
+            duration: Duration::from_secs(1),
+            timeout: Duration::from_secs(5),
+            grace: Duration::from_secs(5),
+        },
+        secret: CONTOSO_TOKEN.into(),
+        run_id: "skel".into(),
+        ledger: Some((scope, limits)),
+        watch: vec![],
+        service_pid: None,
+        pg_database: None,
+        max_latency_ms: None,
+        target: "bridge",
+    };
+    let outcome = bench::run_scenario(&scenario)
+        .await
+        .expect("the run completes");
+    println!("{}", outcome.table());
+    let ledger = outcome
+        .summary
+        .ledger
+        .as_ref()
+        .expect("the ledger was checked");
+    assert!(outcome.summary.pass && ledger.ok(), "{ledger}");
+    assert_eq!(
+        (
+            ledger.activities_matched,
+            ledger.stream_new,
+            ledger.audit_matched
+        ),
+        (200, 200, 200)
+    );
+
+    // A repeat: the same bytes again get the first receipt, and no second row.
+    let signed = bench::payload::Generator::new("skelrepeat", CONTOSO_TOKEN)
+        .unwrap()
+        .make(3);
+    let post = || {
+        http.post(format!("http://127.0.0.1:{port}/webhooks/contoso"))
+            .header("authorization", &signed.authorization)
+            .body(signed.body.clone())
+            .send()
+    };
+    let first = bench::load::receipt(&post().await.unwrap().bytes().await.unwrap());
+    let again = bench::load::receipt(&post().await.unwrap().bytes().await.unwrap());
+    assert!(first.is_some());
+    assert_eq!(
+        first, again,
+        "a repeat is answered with the original's receipt"
+    );
+    let rows: i64 = sqlx::query_scalar("select count(*) from activities where activity_id = $1")
+        .bind(&signed.activity_id)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(rows, 1);
+    // A bad signature changes nothing.
+    let refused = http
+        .post(format!("http://127.0.0.1:{port}/webhooks/contoso"))
+        .header("authorization", crate::helpers::CONTOSO_HEADER)
+        .body(signed.body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
+
+    serve.abort();
+    worker.abort();
+    pool.close().await;
 }
