@@ -36,10 +36,16 @@ pub async fn worker(config: Config) -> anyhow::Result<()> {
     let pool = super::database(&config, 2).await?;
     let client = teams_bridge::infra::nats::connect(&config).await?;
     let js = teams_bridge::infra::nats::context(client);
-    let stream = js
-        .get_stream(&config.stream_name)
-        .await
-        .with_context(|| format!("stream {}", config.stream_name))?;
+    // `serve` creates the stream; a worker started with it waits for it.
+    let mut tries = 0;
+    let stream = loop {
+        match js.get_stream(&config.stream_name).await {
+            Ok(stream) => break stream,
+            Err(_) if tries < 100 => tries += 1,
+            Err(e) => return Err(e).with_context(|| format!("stream {}", config.stream_name)),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     let consumer: PullConsumer = stream
         .get_or_create_consumer(
             &config.hr_audit_consumer,
