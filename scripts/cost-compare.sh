@@ -27,6 +27,9 @@
 # settings rather than commits: COST_BASE_BIN (a binary to run as the base side instead of
 # building BASE_REV, which then only labels it; it seals like this checkout), COST_HEAD_ENV / COST_BASE_ENV (VAR=value
 # words put in that side's `serve` and `worker` environment, e.g. TOKIO_WORKER_THREADS=1).
+# COST_SKELETON=1 adds a third side to every round: teams-bridge-skeleton (bench/src/skeleton),
+# the least pipeline on the same parts that keeps the ledger exact, the lower bound for the cost
+# per webhook; COST_SKEL_ENV sets its environment (SKELETON_COMMIT_LINGER_MS=3 …).
 # Only a comparison of two commits on fresh databases rewrites BENCHMARKS.md's table.
 set -euo pipefail
 

@@ -13,7 +13,8 @@ def med(xs): return statistics.median(xs) if xs else float("nan")
 def pick(side, scen):
     return [r for r in rows if r["side"] == side and r["scenario"].split(".")[1] == scen and r.get("target") == "bridge"]
 out = [f"Run of `scripts/cost-compare.sh {base}` ({secs} s per scenario, median of {rounds} rounds, sides alternating): "
-       f"`{head}` (this checkout, audit log sealed) against `{base}`, both release builds, the same load generator.", ""]
+       f"`{head}` (this checkout, audit log sealed) against `{base}`, both release builds, the same load generator"
+       + (", and the skeleton (`teams-bridge-skeleton`, the lower bound; it seals nothing)." if any(r["side"] == "skel" for r in rows) else "."), ""]
 out.append("| scenario | commit | 200/s | p50 / p99 / max ms | ledger | " + " | ".join(f"{n} µs" for _, n in comps) + " |")
 out.append("|---|---|---|---|---|" + "---|" * len(comps))
 ratio = {}

@@ -11,6 +11,61 @@ use tokio_util::sync::CancellationToken;
 
 use crate::helpers::{TestApp, CONTOSO_TOKEN};
 
+/// `secs` of 200 webhooks a second to `contoso` at `addr` on `connections`, then `ledger`.
+fn contoso_open_loop(
+    addr: std::net::SocketAddr,
+    run_id: &str,
+    connections: usize,
+    secs: u64,
+    ledger: (LedgerScope, DrainLimits),
+) -> Scenario {
+    Scenario {
+        label: run_id.into(),
+        load: LoadSpec {
+            addr,
+            path: "/webhooks/contoso".into(),
+            mode: Mode::Open { rate: 200.0 },
+            connections,
+            duration: Duration::from_secs(secs),
+            timeout: Duration::from_secs(5),
+            grace: Duration::from_secs(5),
+        },
+        secret: CONTOSO_TOKEN.into(),
+        run_id: run_id.into(),
+        ledger: Some(ledger),
+        watch: vec![],
+        service_pid: None,
+        pg_database: None,
+        // Timing is the bench's business, not a test's: a debug build on a busy machine
+        // proves nothing about latency. The tests check behaviour: the ledger.
+        max_latency_ms: None,
+        target: "bridge",
+    }
+}
+
+/// The ledger of the `contoso` webhook in a test's database and stream, with 20 s for the
+/// relay and again for the worker to drain.
+fn contoso_ledger(
+    pool: &PgPool,
+    js: &async_nats::jetstream::Context,
+    config: &teams_bridge::config::Config,
+) -> (LedgerScope, DrainLimits) {
+    let scope = LedgerScope {
+        pool: pool.clone(),
+        js: js.clone(),
+        stream: config.stream_name.clone(),
+        subject_prefix: config.subject_prefix.clone(),
+        webhook: "contoso".into(),
+        consumer: Some(config.hr_audit_consumer.clone()),
+    };
+    let drain = Duration::from_secs(20);
+    let limits = DrainLimits {
+        relay: drain,
+        worker: drain,
+    };
+    (scope, limits)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_short_open_loop_run_answers_everything_and_the_ledger_matches_exactly() {
     let app = TestApp::spawn().await;
@@ -21,40 +76,9 @@ async fn a_short_open_loop_run_answers_everything_and_the_ledger_matches_exactly
     let s = stop.clone();
     let worker_task = tokio::spawn(async move { worker.run(s).await });
 
-    let scope = LedgerScope {
-        pool: app.pool.clone(),
-        js: app.js.clone(),
-        stream: app.config.stream_name.clone(),
-        subject_prefix: app.config.subject_prefix.clone(),
-        webhook: "contoso".into(),
-        consumer: Some(app.config.hr_audit_consumer.clone()),
-    };
-    let limits = DrainLimits {
-        relay: Duration::from_secs(20),
-        worker: Duration::from_secs(20),
-    };
-    let scenario = Scenario {
-        label: "smoke".into(),
-        load: LoadSpec {
-            addr: app.addr,
-            path: "/webhooks/contoso".into(),
-            mode: Mode::Open { rate: 200.0 },
-            connections: 16,
-            duration: Duration::from_secs(2),
-            timeout: Duration::from_secs(5),
-            grace: Duration::from_secs(5),
-        },
-        secret: CONTOSO_TOKEN.into(),
-        run_id: "smoke".into(),
-        ledger: Some((scope.clone(), limits)),
-        watch: vec![],
-        service_pid: Some(std::process::id()),
-        pg_database: None,
-        // Timing is the bench's business, not a test's: a debug build on a busy machine
-        // proves nothing about latency. The test checks behaviour: the ledger.
-        max_latency_ms: None,
-        target: "bridge",
-    };
+    let (scope, limits) = contoso_ledger(&app.pool, &app.js, &app.config);
+    let mut scenario = contoso_open_loop(app.addr, "smoke", 16, 2, (scope.clone(), limits));
+    scenario.service_pid = Some(std::process::id());
     let outcome = bench::run_scenario(&scenario)
         .await
         .expect("the run completes");
@@ -149,38 +173,9 @@ async fn the_skeleton_keeps_the_ledger_exact_and_stores_a_repeat_once() {
     let js = teams_bridge::infra::nats::context(
         teams_bridge::infra::nats::connect(&config).await.unwrap(),
     );
-    let scope = LedgerScope {
-        pool: pool.clone(),
-        js,
-        stream: config.stream_name.clone(),
-        subject_prefix: config.subject_prefix.clone(),
-        webhook: "contoso".into(),
-        consumer: Some(config.hr_audit_consumer.clone()),
-    };
-    let limits = DrainLimits {
-        relay: Duration::from_secs(20),
-        worker: Duration::from_secs(20),
-    };
-    let scenario = Scenario {
-        label: "skeleton".into(),
-        load: LoadSpec {
-            addr: format!("127.0.0.1:{port}").parse().unwrap(),
-            path: "/webhooks/contoso".into(),
-            mode: Mode::Open { rate: 200.0 },
-            connections: 8,
-            duration: Duration::from_secs(1),
-            timeout: Duration::from_secs(5),
-            grace: Duration::from_secs(5),
-        },
-        secret: CONTOSO_TOKEN.into(),
-        run_id: "skel".into(),
-        ledger: Some((scope, limits)),
-        watch: vec![],
-        service_pid: None,
-        pg_database: None,
-        max_latency_ms: None,
-        target: "bridge",
-    };
+    let (scope, limits) = contoso_ledger(&pool, &js, &config);
+    let addr = format!("127.0.0.1:{port}").parse().unwrap();
+    let scenario = contoso_open_loop(addr, "skel", 8, 1, (scope, limits));
     let outcome = bench::run_scenario(&scenario)
         .await
         .expect("the run completes");
