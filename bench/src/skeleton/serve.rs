@@ -137,7 +137,7 @@ const ORIGINALS: &str = "select k.i, a.event_id
     join activities a using (webhook, activity_id)";
 
 /// One commit at a time; what arrives meanwhile goes out in the next one, and under a
-/// steady load a commit that would go out alone waits a millisecond for company.
+/// steady load a commit that would go out alone waits `linger` (1 ms by default) for company.
 async fn commit_loop(
     pool: PgPool,
     mut jobs: mpsc::Receiver<Job>,
