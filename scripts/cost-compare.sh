@@ -68,8 +68,7 @@ if [ "${COST_SIDES:-}" != head ] && [ -z "${COST_BASE_BIN:-}" ]; then
 fi
 declare -A BIN=([head]="$ROOT/target/release/teams-bridge" [base]="${COST_BASE_BIN:-$ROOT/target/cost-base/target/release/teams-bridge}" [skel]="$ROOT/target/release/teams-bridge-skeleton")
 declare -A SIDE_ENV=([head]="${COST_HEAD_ENV:-}" [base]="${COST_BASE_ENV:-}" [skel]="${COST_SKEL_ENV:-}")
-# With COST_SKELETON=1 a third side runs in every round: the skeleton (bench/src/skeleton), the
-# least pipeline on the same parts, whose cost bounds what any design of them can reach.
+# COST_SKELETON=1: the skeleton is a third side of every round (see the header).
 SKEL=""
 [ -z "${COST_SKELETON:-}" ] || SKEL=" skel"
 BENCH_BIN="$ROOT/target/release/teams-bridge-bench"

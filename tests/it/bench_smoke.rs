@@ -218,7 +218,7 @@ async fn the_skeleton_keeps_the_ledger_exact_and_stores_a_repeat_once() {
         .await
         .unwrap();
     assert_eq!(rows, 1);
-    // A bad signature changes nothing.
+    // A bad signature is refused.
     let refused = http
         .post(format!("http://127.0.0.1:{port}/webhooks/contoso"))
         .header("authorization", crate::helpers::CONTOSO_HEADER)

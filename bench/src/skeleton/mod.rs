@@ -38,7 +38,7 @@ pub use worker::worker;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use sqlx::{migrate::MigrateDatabase, postgres::PgPoolOptions, PgPool, Postgres};
+use sqlx::{migrate::MigrateDatabase, PgPool, Postgres};
 use teams_bridge::config::Config;
 
 /// A linger from the environment (milliseconds), or teams-bridge's own.
@@ -70,8 +70,9 @@ const SCHEMA: &[&str] = &[
     "create index if not exists audit_log_operation_idx on audit_log (operation, activity_at)",
 ];
 
-/// A pool on the configured database, which is created with its tables when missing.
-async fn database(config: &Config, connections: u32) -> anyhow::Result<PgPool> {
+/// teams-bridge's request pool on the configured database, which is created with the
+/// skeleton's tables when missing.
+async fn database(config: &Config) -> anyhow::Result<PgPool> {
     let url = config.database_url.expose();
     if !Postgres::database_exists(url).await? {
         // The other process may create it at the same moment.
@@ -79,20 +80,16 @@ async fn database(config: &Config, connections: u32) -> anyhow::Result<PgPool> {
             anyhow::ensure!(Postgres::database_exists(url).await?, e);
         }
     }
-    let pool = PgPoolOptions::new()
-        .max_connections(connections)
-        .connect(config.database_url.expose())
-        .await
-        .context("connecting to Postgres")?;
+    let pool = teams_bridge::infra::db::connect(config)?;
+    // Two processes may start at once: the lock lets one create, the other then sees it.
+    let mut tx = pool.begin().await.context("connecting to Postgres")?;
+    sqlx::query("select pg_advisory_xact_lock(7214)")
+        .execute(&mut *tx)
+        .await?;
     for statement in SCHEMA {
-        // Two processes may start at once; one `create` wins, the other sees it.
-        let mut tx = pool.begin().await?;
-        sqlx::query("select pg_advisory_xact_lock(7214)")
-            .execute(&mut *tx)
-            .await?;
         sqlx::query(statement).execute(&mut *tx).await?;
-        tx.commit().await?;
     }
+    tx.commit().await?;
     Ok(pool)
 }
 

@@ -9,25 +9,13 @@ use std::{
 
 use async_nats::jetstream::{self, context::PublishAckFuture, message::PublishMessage};
 use futures::future::join_all;
-use sqlx::{postgres::PgPoolOptions, ConnectOptions, PgPool};
-use teams_bridge::{config::Config, domain::event::Outgoing};
+use sqlx::PgPool;
+use teams_bridge::domain::event::Outgoing;
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
 const ROUND: usize = 512;
 const DELETE_EVERY: Duration = Duration::from_millis(50);
-
-/// The relay's pool: its deletes need not wait for their WAL flush (a lost delete only
-/// means a publish again, which JetStream de-duplicates), as teams-bridge's relay pool.
-pub(super) fn outbox_pool(config: &Config) -> anyhow::Result<PgPool> {
-    let options: sqlx::postgres::PgConnectOptions = config.database_url.expose().parse()?;
-    let options = options
-        .options([("synchronous_commit", "off")])
-        .disable_statement_logging();
-    Ok(PgPoolOptions::new()
-        .max_connections(1)
-        .connect_lazy_with(options))
-}
 
 /// Runs until the committer goes away.
 pub(super) async fn publish_loop(

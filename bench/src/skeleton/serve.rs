@@ -44,7 +44,7 @@ struct AppState {
 
 /// Runs the receiver until the process is stopped.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
-    let pool = super::database(&config, 4).await?;
+    let pool = super::database(&config).await?;
     let client = teams_bridge::infra::nats::connect(&config).await?;
     let js = teams_bridge::infra::nats::context(client);
     teams_bridge::infra::nats::ensure_stream(&js, &config).await?;
@@ -60,7 +60,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let publish_linger = super::linger("SKELETON_PUBLISH_LINGER_MS", 3);
     tokio::spawn(commit_loop(pool, jobs, publish, commit_linger));
     let prefix = config.subject_prefix.clone();
-    let outbox = super::publish::outbox_pool(&config)?;
+    // teams-bridge's relay pool: its deletes need not wait for their WAL flush.
+    let outbox = teams_bridge::infra::db::relay_pool(&config)?;
     tokio::spawn(super::publish::publish_loop(
         js,
         outbox,

@@ -33,7 +33,7 @@ const INSERT: &str = "insert into audit_log
 /// Runs the worker until the process is stopped.
 pub async fn worker(config: Config) -> anyhow::Result<()> {
     let batch_linger = super::linger("SKELETON_WORKER_LINGER_MS", 10);
-    let pool = super::database(&config, 2).await?;
+    let pool = super::database(&config).await?;
     let client = teams_bridge::infra::nats::connect(&config).await?;
     let js = teams_bridge::infra::nats::context(client);
     // `serve` creates the stream; a worker started with it waits for it.
